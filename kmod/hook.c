@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The hook: an ftrace IPMODIFY callback on submit_bio_noacct().
+ *
+ * The callback runs for every bio in the system while anything is attached,
+ * with preemption disabled, so it only looks up the bio's device and, for an
+ * interposed one, moves the instruction pointer to interposer_hook_submit().
+ * That function may sleep; it calls submit_bio_noacct() again for the bios
+ * it passes on, and the callback lets those through because their device is
+ * not interposed (a clone aimed at the interposer) or because they carry the
+ * lower device's marker (clones from the lower device and the remainders the
+ * block layer splits off them).  With nothing attached the hook is not
+ * registered at all.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/module.h>
+#include <linux/ftrace.h>
+#include <linux/sched.h>
+
+#include "internal.h"
+
+/* dev_t -> attached struct interposer_dev; readers use RCU only. */
+DEFINE_XARRAY(interposer_active);
+
+static void interposer_redirect_endio(struct bio *clone)
+{
+	struct interposer_clone *ic = container_of(clone, struct interposer_clone, bio);
+	struct interposer_dev *ipd = ic->ipd;
+	struct bio *bio = clone->bi_private;
+
+	bio->bi_status = clone->bi_status;
+	bio_put(clone);
+	bio_endio(bio);
+	percpu_ref_put(&ipd->gate);	/* taken in interposer_hook_submit() */
+}
+
+/* Called with a gate reference, which the clone carries until it completes. */
+static void interposer_redirect(struct interposer_dev *ipd, struct bio *bio)
+{
+	bool nowait = bio->bi_opf & REQ_NOWAIT;
+	struct block_device *target;
+	struct bio *clone;
+
+	smp_rmb();	/* read @target after the gate let us in */
+	target = READ_ONCE(ipd->target.bdev);
+	if (!target) {
+		/* Detached while we entered: the device takes it directly. */
+		percpu_ref_put(&ipd->gate);
+		submit_bio_noacct(bio);
+		return;
+	}
+	clone = bio_alloc_clone(target, bio, nowait ? GFP_NOWAIT : GFP_NOIO,
+				&ipd->redirect_bs);
+	if (!clone) {
+		percpu_ref_put(&ipd->gate);
+		if (nowait)
+			bio_wouldblock_error(bio);
+		else
+			bio_io_error(bio);
+		return;
+	}
+	container_of(clone, struct interposer_clone, bio)->ipd = ipd;
+	clone->bi_private = bio;
+	clone->bi_end_io = interposer_redirect_endio;
+	this_cpu_inc(ipd->stats->redirected);
+	submit_bio_noacct(clone);
+}
+
+/* Park a bio of a nested submitter until the switch ends; false if it ended. */
+static bool interposer_defer(struct interposer_dev *ipd, struct bio *bio)
+{
+	unsigned long flags;
+	bool parked;
+
+	spin_lock_irqsave(&ipd->defer_lock, flags);
+	parked = ipd->switching;
+	if (parked) {
+		bio_list_add(&ipd->deferred, bio);
+		this_cpu_inc(ipd->stats->deferred);
+	}
+	spin_unlock_irqrestore(&ipd->defer_lock, flags);
+	return parked;
+}
+
+/*
+ * Where the callback sends the bios of interposed devices.  A switch (attach
+ * or detach) closes the gate: REQ_NOWAIT bios then fail with EAGAIN, a
+ * top-level submitter sleeps until it reopens, and a nested submitter (a
+ * stacked driver such as dm above the device, with current->bio_list set)
+ * parks the bio for a worker instead of sleeping, because the switch may be
+ * waiting for bios that sit on that submitter's list.
+ */
+void interposer_hook_submit(struct bio *bio)
+{
+	struct interposer_dev *ipd;
+
+again:
+	rcu_read_lock();
+	ipd = xa_load(&interposer_active, bio->bi_bdev->bd_dev);
+	if (ipd && percpu_ref_tryget_live(&ipd->gate)) {
+		rcu_read_unlock();
+		interposer_redirect(ipd, bio);
+		return;
+	}
+	if (!ipd || !refcount_inc_not_zero(&ipd->users)) {
+		rcu_read_unlock();
+		submit_bio_noacct(bio);	/* not interposed (any more) */
+		return;
+	}
+	rcu_read_unlock();
+
+	if (bio->bi_opf & REQ_NOWAIT) {
+		bio_wouldblock_error(bio);
+	} else if (current->bio_list) {
+		if (!interposer_defer(ipd, bio)) {
+			interposer_put(ipd);
+			goto again;
+		}
+	} else {
+		wait_event(ipd->wait, !READ_ONCE(ipd->switching));
+		interposer_put(ipd);
+		goto again;
+	}
+	interposer_put(ipd);
+}
+
+void interposer_resubmit_work(struct work_struct *work)
+{
+	struct interposer_dev *ipd = container_of(work, struct interposer_dev, resubmit);
+	struct bio_list bios;
+	struct bio *bio;
+
+	spin_lock_irq(&ipd->defer_lock);
+	bios = ipd->deferred;
+	bio_list_init(&ipd->deferred);
+	spin_unlock_irq(&ipd->defer_lock);
+
+	while ((bio = bio_list_pop(&bios)))
+		interposer_hook_submit(bio);
+}
+
+static void notrace interposer_ftrace(unsigned long ip, unsigned long parent_ip,
+				      struct ftrace_ops *ops,
+				      struct ftrace_regs *fregs)
+{
+	struct pt_regs *regs = ftrace_get_regs(fregs);
+	struct bio *bio = (struct bio *)regs_get_kernel_argument(regs, 0);
+
+	if (interposer_is_lower_bio(bio) ||
+	    !xa_load(&interposer_active, bio->bi_bdev->bd_dev))
+		return;
+	interposer_set_ip(fregs, (unsigned long)interposer_hook_submit);
+}
+
+static struct ftrace_ops interposer_ftrace_ops = {
+	.func = interposer_ftrace,
+	.flags = FTRACE_OPS_FL_SAVE_REGS | FTRACE_OPS_FL_IPMODIFY,
+};
+
+static unsigned int interposer_hook_users;	/* under interposer_mutex */
+
+/* Register the hook for the first attachment. */
+int interposer_hook_get(void)
+{
+	unsigned long ip = (unsigned long)submit_bio_noacct;
+	int ret;
+
+	lockdep_assert_held(&interposer_mutex);
+	if (interposer_hook_users++)
+		return 0;
+	ret = ftrace_set_filter_ip(&interposer_ftrace_ops, ip, 0, 0);
+	if (!ret) {
+		ret = register_ftrace_function(&interposer_ftrace_ops);
+		if (ret)
+			ftrace_set_filter_ip(&interposer_ftrace_ops, ip, 1, 0);
+	}
+	if (ret) {
+		pr_err("cannot hook submit_bio_noacct: %d\n", ret);
+		interposer_hook_users--;
+	}
+	return ret;
+}
+
+/* Unregister it with the last one; ftrace waits for callbacks in progress. */
+void interposer_hook_put(void)
+{
+	lockdep_assert_held(&interposer_mutex);
+	if (--interposer_hook_users)
+		return;
+	unregister_ftrace_function(&interposer_ftrace_ops);
+	ftrace_set_filter_ip(&interposer_ftrace_ops,
+			     (unsigned long)submit_bio_noacct, 1, 0);
+}

@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * blk_interposer private structures.
+ *
+ * One struct interposer_dev exists for each device that has a lower device
+ * (LOWER_CREATE .. LOWER_REMOVE).  While it is attached it is also published
+ * in interposer_active, which is all the bio hook looks at.
+ */
+#ifndef INTERPOSER_INTERNAL_H
+#define INTERPOSER_INTERNAL_H
+
+#include <linux/bio.h>
+#include <linux/blkdev.h>
+#include <linux/completion.h>
+#include <linux/percpu-refcount.h>
+#include <linux/refcount.h>
+#include <linux/wait.h>
+#include <linux/workqueue.h>
+#include <linux/xarray.h>
+
+#include <uapi/blk_interposer.h>
+#include "compat.h"
+
+struct interposer_stats {
+	u64 redirected;
+	u64 lower_bios;
+	u64 deferred;
+};
+
+struct interposer_dev {
+	dev_t dev;			/* the interposed (original) device */
+	struct interposer_bdev orig;	/* opened by us, never claimed */
+	struct gendisk *lower;		/* forwards to @orig, beneath the hook */
+	struct bio_set lower_bs;	/* clones sent down by @lower */
+	struct bio_set redirect_bs;	/* clones sent to @target */
+
+	/*
+	 * The gate: every redirected bio holds a reference from the hook until
+	 * its clone completes.  A switch kills it, waits for @drained (no bio
+	 * in flight to the old target), changes @target and resurrects it.
+	 */
+	struct percpu_ref gate;
+	struct completion drained;
+	bool switching;			/* gate closed; protected by @defer_lock */
+	wait_queue_head_t wait;		/* top-level submitters wait here */
+	spinlock_t defer_lock;
+	struct bio_list deferred;	/* nested submitters park bios here */
+	struct work_struct resubmit;
+
+	struct interposer_bdev target;	/* the interposer; bdev NULL if idle */
+	bool removing;			/* lower device refuses new opens */
+	u64 attaches;
+	struct interposer_stats __percpu *stats;
+	refcount_t users;		/* registry + sleepers in the hook */
+	struct list_head node;		/* interposer_devs, under interposer_mutex */
+};
+
+/* Front pad of the clones sent to the interposer: their endio needs @ipd. */
+struct interposer_clone {
+	struct interposer_dev *ipd;
+	struct bio bio;
+};
+
+/* main.c: registry, under interposer_mutex */
+extern struct mutex interposer_mutex;
+extern struct list_head interposer_devs;
+struct interposer_dev *interposer_find(dev_t dev);
+struct interposer_dev *interposer_find_lower(dev_t lower);
+void interposer_put(struct interposer_dev *ipd);
+struct interposer_dev *interposer_dev_create(dev_t dev);
+int interposer_dev_destroy(struct interposer_dev *ipd);
+
+/* hook.c: the ftrace redirect of submit_bio_noacct() */
+extern struct xarray interposer_active;
+int interposer_hook_get(void);
+void interposer_hook_put(void);
+void interposer_hook_submit(struct bio *bio);
+void interposer_resubmit_work(struct work_struct *work);
+
+/* lower.c: the device beneath the interposer */
+int interposer_lower_create(struct interposer_dev *ipd);
+int interposer_lower_remove(struct interposer_dev *ipd);
+bool interposer_is_lower_bio(struct bio *bio);
+bool interposer_is_lower_disk(struct gendisk *disk);
+
+/* attach.c: the switch */
+int interposer_attach(struct interposer_dev *ipd, dev_t target);
+int interposer_detach(struct interposer_dev *ipd);
+int interposer_gate_init(struct interposer_dev *ipd);
+void interposer_gate_exit(struct interposer_dev *ipd);
+
+/* ctl.c: /dev/blk-interposer */
+int interposer_ctl_init(void);
+void interposer_ctl_exit(void);
+
+#endif /* INTERPOSER_INTERNAL_H */

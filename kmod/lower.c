@@ -1,0 +1,114 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The lower device: /dev/interposer/<name>, a bio-based disk that forwards
+ * every bio to the interposed device beneath the hook.  A dm table reaches
+ * the live device through it ("[interpose]/dev/vdb" in our tables), without
+ * fighting the mounted filesystem's exclusive claim and without a write open
+ * of the mounted device.  Its clones carry interposer_lower_endio(), the
+ * marker that tells the hook never to redirect them again, and the block
+ * layer keeps that marker on the remainders it splits off and resubmits.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/module.h>
+
+#include "internal.h"
+
+static void interposer_lower_endio(struct bio *clone)
+{
+	struct bio *bio = clone->bi_private;
+
+	bio->bi_status = clone->bi_status;
+	bio_put(clone);
+	bio_endio(bio);
+}
+
+bool interposer_is_lower_bio(struct bio *bio)
+{
+	return bio->bi_end_io == interposer_lower_endio;
+}
+
+static void interposer_lower_submit(struct bio *bio)
+{
+	struct interposer_dev *ipd = bio->bi_bdev->bd_disk->private_data;
+	bool nowait = bio->bi_opf & REQ_NOWAIT;
+	struct bio *clone;
+
+	clone = bio_alloc_clone(ipd->orig.bdev, bio,
+				nowait ? GFP_NOWAIT : GFP_NOIO, &ipd->lower_bs);
+	if (!clone) {
+		if (nowait)
+			bio_wouldblock_error(bio);
+		else
+			bio_io_error(bio);
+		return;
+	}
+	clone->bi_private = bio;
+	clone->bi_end_io = interposer_lower_endio;
+	this_cpu_inc(ipd->stats->lower_bios);
+	submit_bio_noacct(clone);
+}
+
+/* interposer_lower_remove() closes the door under the disk's open_mutex. */
+static int interposer_lower_open(INTERPOSER_OPEN_ARGS)
+{
+	struct interposer_dev *ipd = INTERPOSER_OPEN_DISK->private_data;
+
+	return READ_ONCE(ipd->removing) ? -ENXIO : 0;
+}
+
+static const struct block_device_operations interposer_lower_fops = {
+	.owner = THIS_MODULE,
+	.submit_bio = interposer_lower_submit,
+	.open = interposer_lower_open,
+};
+
+bool interposer_is_lower_disk(struct gendisk *disk)
+{
+	return disk->fops == &interposer_lower_fops;
+}
+
+int interposer_lower_create(struct interposer_dev *ipd)
+{
+	struct block_device *orig = ipd->orig.bdev;
+	struct gendisk *disk;
+	int ret;
+
+	disk = interposer_alloc_disk(orig);
+	if (IS_ERR(disk))
+		return PTR_ERR(disk);
+	/* major 0 and no minors: a dynamic dev_t in the extended range */
+	disk->fops = &interposer_lower_fops;
+	disk->private_data = ipd;
+	disk->flags |= GENHD_FL_NO_PART;
+	/* '!' becomes '/' in the device node: /dev/interposer/<name> */
+	snprintf(disk->disk_name, DISK_NAME_LEN, "%s!%pg",
+		 BLK_INTERPOSER_LOWER_DIR, orig);
+	set_capacity(disk, bdev_nr_sectors(orig));
+	ret = add_disk(disk);
+	if (ret) {
+		put_disk(disk);
+		return ret;
+	}
+	ipd->lower = disk;
+	return 0;
+}
+
+/* Refuses while anyone (a dm table) has the lower device open. */
+int interposer_lower_remove(struct interposer_dev *ipd)
+{
+	struct gendisk *disk = ipd->lower;
+
+	mutex_lock(&disk->open_mutex);
+	if (atomic_read(&disk->part0->bd_openers)) {
+		mutex_unlock(&disk->open_mutex);
+		return -EBUSY;
+	}
+	WRITE_ONCE(ipd->removing, true);
+	mutex_unlock(&disk->open_mutex);
+
+	del_gendisk(disk);
+	put_disk(disk);
+	ipd->lower = NULL;
+	return 0;
+}

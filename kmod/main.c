@@ -1,0 +1,172 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * blk_interposer: put a device-mapper target on top of a block device that
+ * is already in use, and take it away again, live.
+ *
+ *   hook.c    redirect bios of attached devices (ftrace on submit_bio_noacct)
+ *   lower.c   /dev/interposer/<name>: the real device beneath the hook
+ *   attach.c  freeze, gate, drain, switch, thaw
+ *   ctl.c     /dev/blk-interposer ioctls
+ *
+ * This file keeps the registry of devices and the module's init and exit.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/module.h>
+#include <linux/slab.h>
+
+#include "internal.h"
+
+/* Serialises every control command: the registry and all switches. */
+DEFINE_MUTEX(interposer_mutex);
+LIST_HEAD(interposer_devs);	/* every device with a lower device */
+
+struct interposer_dev *interposer_find(dev_t dev)
+{
+	struct interposer_dev *ipd;
+
+	lockdep_assert_held(&interposer_mutex);
+	list_for_each_entry(ipd, &interposer_devs, node)
+		if (ipd->dev == dev)
+			return ipd;
+	return NULL;
+}
+
+struct interposer_dev *interposer_find_lower(dev_t lower)
+{
+	struct interposer_dev *ipd;
+
+	lockdep_assert_held(&interposer_mutex);
+	list_for_each_entry(ipd, &interposer_devs, node)
+		if (disk_devt(ipd->lower) == lower)
+			return ipd;
+	return NULL;
+}
+
+/* Frees what interposer_dev_create() set up; each member may be missing. */
+static void interposer_dev_free(struct interposer_dev *ipd)
+{
+	bioset_exit(&ipd->redirect_bs);
+	bioset_exit(&ipd->lower_bs);
+	free_percpu(ipd->stats);
+	interposer_bdev_close(&ipd->orig);
+	kfree(ipd);
+}
+
+void interposer_put(struct interposer_dev *ipd)
+{
+	if (refcount_dec_and_test(&ipd->users))
+		interposer_dev_free(ipd);
+}
+
+static struct interposer_dev *interposer_dev_alloc(dev_t dev)
+{
+	struct interposer_dev *ipd = kzalloc(sizeof(*ipd), GFP_KERNEL);
+	int ret;
+
+	if (!ipd)
+		return ERR_PTR(-ENOMEM);
+	ipd->dev = dev;
+	refcount_set(&ipd->users, 1);
+	ret = interposer_bdev_open(&ipd->orig, dev, false);
+	if (ret)
+		goto fail;
+	ret = -ENOMEM;
+	ipd->stats = alloc_percpu(struct interposer_stats);
+	if (!ipd->stats)
+		goto fail;
+	/* Rescuers: both kinds of clone may be allocated under a nested submit. */
+	ret = bioset_init(&ipd->lower_bs, BIO_POOL_SIZE, 0, BIOSET_NEED_RESCUER);
+	if (ret)
+		goto fail;
+	ret = bioset_init(&ipd->redirect_bs, BIO_POOL_SIZE,
+			  offsetof(struct interposer_clone, bio),
+			  BIOSET_NEED_RESCUER);
+	if (ret)
+		goto fail;
+	return ipd;
+fail:
+	interposer_dev_free(ipd);
+	return ERR_PTR(ret);
+}
+
+/* LOWER_CREATE: a new registry entry with its lower device. */
+struct interposer_dev *interposer_dev_create(dev_t dev)
+{
+	struct interposer_dev *ipd;
+	int ret;
+
+	lockdep_assert_held(&interposer_mutex);
+	if (interposer_find(dev))
+		return ERR_PTR(-EEXIST);
+	ipd = interposer_dev_alloc(dev);
+	if (IS_ERR(ipd))
+		return ipd;
+	if (interposer_is_lower_disk(ipd->orig.bdev->bd_disk)) {
+		ret = -EINVAL;	/* a lower device is never interposed */
+		goto fail;
+	}
+	ret = interposer_gate_init(ipd);
+	if (ret)
+		goto fail;
+	ret = interposer_lower_create(ipd);
+	if (ret) {
+		percpu_ref_exit(&ipd->gate);
+		goto fail;
+	}
+	list_add_tail(&ipd->node, &interposer_devs);
+	return ipd;
+fail:
+	interposer_dev_free(ipd);
+	return ERR_PTR(ret);
+}
+
+/* LOWER_REMOVE: only for a device that is not attached. */
+int interposer_dev_destroy(struct interposer_dev *ipd)
+{
+	int ret;
+
+	lockdep_assert_held(&interposer_mutex);
+	if (ipd->target.bdev)
+		return -EBUSY;
+	ret = interposer_lower_remove(ipd);
+	if (ret)
+		return ret;
+	list_del(&ipd->node);
+	synchronize_rcu();	/* hook lookups that found it are done */
+	interposer_gate_exit(ipd);
+	interposer_put(ipd);	/* sleepers in the hook may hold the last one */
+	return 0;
+}
+
+static int __init interposer_init(void)
+{
+	int ret = interposer_ctl_init();
+
+	if (ret)
+		return ret;
+	pr_info("version %d.%d.%d loaded\n", BLK_INTERPOSER_VERSION_MAJOR,
+		BLK_INTERPOSER_VERSION_MINOR, BLK_INTERPOSER_VERSION_PATCH);
+	return 0;
+}
+
+static void __exit interposer_exit(void)
+{
+	struct interposer_dev *ipd, *tmp;
+
+	interposer_ctl_exit();
+	/* Nothing is attached (each attachment holds a module reference). */
+	mutex_lock(&interposer_mutex);
+	list_for_each_entry_safe(ipd, tmp, &interposer_devs, node)
+		WARN_ON(interposer_dev_destroy(ipd));
+	mutex_unlock(&interposer_mutex);
+	/* Tasks preempted between the hook's callback and its target. */
+	synchronize_rcu_tasks();
+}
+
+module_init(interposer_init);
+module_exit(interposer_exit);
+MODULE_LICENSE("GPL");
+MODULE_AUTHOR("blk-interposer developers");
+MODULE_DESCRIPTION("Redirect the bios of a live block device to a device-mapper target");
+MODULE_VERSION("1.0.0");
