@@ -147,7 +147,12 @@ static void notrace interposer_ftrace(unsigned long ip, unsigned long parent_ip,
 	struct pt_regs *regs = ftrace_get_regs(fregs);
 	struct bio *bio = (struct bio *)regs_get_kernel_argument(regs, 0);
 
-	if (interposer_is_lower_bio(bio) ||
+	/*
+	 * BIO_REMAPPED: a remainder split off a bio that went to the device
+	 * before the attach, its sector already moved to the whole disk's
+	 * range; it must finish the way it started.
+	 */
+	if (interposer_is_lower_bio(bio) || bio_flagged(bio, BIO_REMAPPED) ||
 	    !xa_load(&interposer_active, bio->bi_bdev->bd_dev))
 		return;
 	interposer_set_ip(fregs, (unsigned long)interposer_hook_submit);
