@@ -1,0 +1,214 @@
+//! `cargo xtask`: the build and VM test automation of blk-interposer (matklad's xtask style:
+//! plain Rust, only cargo needed to start, `cargo xtask` with no task lists the tasks).
+
+mod initramfs;
+mod kernel;
+mod kmod;
+mod report;
+mod scenario;
+mod setup;
+mod test;
+mod vm;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+/// Build blk_interposer.ko, pack an initramfs, boot Debian kernels in qemu, run the scenarios.
+///
+/// CI runs `.ci/run`, which is `cargo xtask setup` followed by `cargo xtask ci`
+/// (fmt, clippy, unit tests, every scenario on 6.1 and 6.12). Locally, `cargo xtask test`
+/// is the same minus fmt and clippy.
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the Debian packages the build and the VMs need (idempotent, needs root).
+    Setup,
+    /// Build blk_interposer.ko from kmod/ with W=1; any warning fails.
+    Kmod {
+        /// 6.1, 6.12, all, or an exact installed release.
+        #[arg(long, default_value = "all")]
+        kernel: String,
+    },
+    /// Build the module and the CLI, pack target/vm/<release>/initramfs.cpio.gz.
+    Initramfs {
+        #[arg(long, default_value = kernel::DEFAULT)]
+        kernel: String,
+    },
+    /// Boot one VM; with --scenario run it, with --shell get a shell on the console.
+    Vm {
+        #[arg(long, default_value = kernel::DEFAULT)]
+        kernel: String,
+        /// Path below tests/scenarios, e.g. vm/boots-with-tools.sh.
+        #[arg(long)]
+        scenario: Option<String>,
+        /// Interactive shell (after the scenario, if one is given); Ctrl-A X quits qemu.
+        #[arg(long)]
+        shell: bool,
+    },
+    /// Unit tests, then every matching scenario in its own VM on each kernel.
+    Test {
+        /// 6.1, 6.12, all, or an exact installed release.
+        #[arg(long, default_value = "all")]
+        kernel: String,
+        /// VMs at a time (2 TCG VMs on 2 cores finish ~1.3-1.5x sooner than 1).
+        #[arg(long, default_value_t = test::DEFAULT_JOBS)]
+        jobs: usize,
+        /// Skip `cargo test --workspace`.
+        #[arg(long)]
+        no_unit: bool,
+        /// Run only scenarios whose path contains one of these strings.
+        filters: Vec<String>,
+    },
+    /// The live demo: tests/scenarios/demo/live-demo.sh with the console on the terminal.
+    Demo {
+        #[arg(long, default_value = kernel::DEFAULT)]
+        kernel: String,
+    },
+    /// What CI runs: setup, cargo fmt --check, clippy -D warnings, test --kernel all.
+    Ci,
+    /// Create tests/scenarios/GROUP/NAME.sh from the template.
+    NewScenario {
+        /// e.g. attach/detach-under-write-load-loses-no-io
+        name: String,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Ok(false) means "ran, and something failed" (already reported).
+fn run(cli: Cli) -> Result<bool> {
+    let root = project_root();
+    match cli.task {
+        Task::Setup => setup::run()?,
+        Task::Kmod { kernel } => {
+            for k in kernel::resolve(&kernel)? {
+                if let Some(ko) = kmod::build(&root, &k)? {
+                    println!("kmod: {}", ko.display());
+                }
+            }
+        }
+        Task::Initramfs { kernel } => {
+            let cli = initramfs::build_cli(&root)?;
+            for k in kernel::resolve(&kernel)? {
+                test::prepare(&root, &k, cli.as_deref())?;
+            }
+        }
+        Task::Vm {
+            kernel,
+            scenario,
+            shell,
+        } => return test::boot_one(&root, &kernel, scenario, shell),
+        Task::Test {
+            kernel,
+            jobs,
+            no_unit,
+            filters,
+        } => {
+            if !no_unit {
+                cargo(&["test", "--workspace"])?;
+            }
+            return test::run(&root, &kernel, jobs.max(1), &filters);
+        }
+        Task::Demo { kernel } => {
+            let demo = "demo/live-demo.sh";
+            if !root.join("tests/scenarios").join(demo).exists() {
+                bail!("tests/scenarios/{demo} does not exist yet: nothing to demo");
+            }
+            return test::boot_one(&root, &kernel, Some(demo.into()), false);
+        }
+        Task::Ci => {
+            setup::run()?;
+            cargo(&["fmt", "--all", "--check"])?;
+            cargo(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])?;
+            cargo(&["test", "--workspace"])?;
+            return test::run(&root, "all", test::DEFAULT_JOBS, &[]);
+        }
+        Task::NewScenario { name } => scenario::scaffold(&root, &name)?,
+    }
+    Ok(true)
+}
+
+/// The workspace root: xtask/ lives directly below it.
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is inside the workspace")
+        .to_path_buf()
+}
+
+/// Run `$CARGO args` in the workspace root.
+fn cargo(args: &[&str]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run_cmd(&cargo, args, &[])
+}
+
+/// Run a program with inherited stdio; a non-zero exit is an error naming the command.
+fn run_cmd(program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
+    let shown = format!("{program} {}", args.join(" "));
+    println!("$ {shown}");
+    let status = Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(project_root())
+        .status()
+        .with_context(|| format!("starting `{shown}`"))?;
+    if !status.success() {
+        bail!("`{shown}` failed ({status})");
+    }
+    Ok(())
+}
+
+/// Run a program and return its stdout; a non-zero exit is an error with its stderr.
+fn capture(program: &str, args: &[&str]) -> Result<String> {
+    let shown = format!("{program} {}", args.join(" "));
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("starting `{shown}`"))?;
+    if !out.status.success() {
+        bail!(
+            "`{shown}` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,108 @@
+//! Progress lines, failure details and the summary of `cargo xtask test`.
+
+use std::path::Path;
+use std::time::Duration;
+
+/// The outcome of one scenario on one kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Skip(String),
+    Fail(String),
+}
+
+/// One finished run, as the runner reports it.
+pub struct Finished<'a> {
+    pub kernel: &'a str,
+    pub scenario: &'a str,
+    pub verdict: &'a Verdict,
+    pub wall: Duration,
+    pub boot: Option<Duration>,
+    pub log: &'a Path,
+    pub console: &'a str,
+}
+
+/// Lines of the console shown when a scenario fails.
+const TAIL_LINES: usize = 60;
+
+/// Where the interesting part of a failed run's console ends: a bit after the first kernel
+/// error, else at `SCENARIO-EXIT` (the dmesg dump after it repeats the kernel lines), else
+/// at the end (the VM died).
+fn tail_end(lines: &[&str]) -> usize {
+    let kernel_error = lines
+        .iter()
+        .position(|l| crate::scenario::is_kernel_error(l));
+    let exit = lines.iter().position(|l| l.starts_with("SCENARIO-EXIT"));
+    match (kernel_error, exit) {
+        (Some(i), _) => (i + 30).min(lines.len()),
+        (None, Some(i)) => i + 1,
+        (None, None) => lines.len(),
+    }
+}
+
+#[derive(Default)]
+pub struct Summary {
+    passed: usize,
+    failed: usize,
+    skipped: usize,
+    failures: Vec<String>,
+}
+
+impl Summary {
+    /// Print `[3/10] 6.12 attach/linear-live ... PASS (74 s)` and, for a failure, the log tail.
+    pub fn record(&mut self, index: usize, total: usize, run: &Finished) {
+        let boot = run
+            .boot
+            .map(|b| format!(", boot {} s", b.as_secs()))
+            .unwrap_or_default();
+        let head = format!("[{index}/{total}] {} {} ...", run.kernel, run.scenario);
+        let time = format!("({} s{boot})", run.wall.as_secs());
+        match run.verdict {
+            Verdict::Pass => {
+                self.passed += 1;
+                println!("{head} PASS {time}");
+            }
+            Verdict::Skip(reason) => {
+                self.skipped += 1;
+                println!("{head} SKIP {time}: {reason}");
+            }
+            Verdict::Fail(reason) => {
+                self.failed += 1;
+                println!("{head} FAIL {time}: {reason}");
+                let lines: Vec<&str> = run.console.lines().collect();
+                let end = tail_end(&lines);
+                let from = end.saturating_sub(TAIL_LINES);
+                println!(
+                    "---- lines {}-{end} of {} ----",
+                    from + 1,
+                    run.log.display()
+                );
+                for line in &lines[from..end] {
+                    println!("| {line}");
+                }
+                println!("----");
+                self.failures.push(format!(
+                    "{} {}: {reason} (log: {})",
+                    run.kernel,
+                    run.scenario,
+                    run.log.display()
+                ));
+            }
+        }
+    }
+
+    /// Print the failures again and `12 passed, 0 failed, 1 skipped`; true if all went well.
+    pub fn finish(&self) -> bool {
+        if !self.failures.is_empty() {
+            println!("\nfailed:");
+            for f in &self.failures {
+                println!("  {f}");
+            }
+        }
+        println!(
+            "{} passed, {} failed, {} skipped",
+            self.passed, self.failed, self.skipped
+        );
+        self.failed == 0
+    }
+}

@@ -1,0 +1,259 @@
+//! Scenario files: discovery, per-scenario settings, the verdict, and the scaffold.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::report::Verdict;
+
+/// Applies unless the scenario has a `# TIMEOUT: <seconds>` line.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Any of these in the console log fails the scenario, whatever its exit code.
+pub const KERNEL_ERRORS: &[&str] = &[
+    "BUG:",
+    "WARNING:",
+    "Oops",
+    "Kernel panic",
+    "Call Trace",
+    "blocked for more than",
+    "general protection fault",
+    "UBSAN",
+    "KASAN",
+    "list_del corruption",
+];
+
+/// A scenario file, named by its path below tests/scenarios ("vm/boots-with-tools.sh").
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub path: String,
+    pub timeout: Duration,
+}
+
+impl Scenario {
+    /// "vm/boots-with-tools": the name in progress lines and the run directory.
+    pub fn name(&self) -> &str {
+        self.path.trim_end_matches(".sh")
+    }
+}
+
+/// Every `tests/scenarios/**/*.sh` whose path contains one of `filters` (all if none), sorted.
+pub fn discover(root: &Path, filters: &[String]) -> Result<Vec<Scenario>> {
+    let base = root.join("tests/scenarios");
+    let mut paths = Vec::new();
+    walk(&base, &base, &mut paths)?;
+    paths.sort();
+    paths
+        .into_iter()
+        .filter(|p| filters.is_empty() || filters.iter().any(|f| p.contains(f.as_str())))
+        .map(|path| {
+            let text = fs::read_to_string(base.join(&path))
+                .with_context(|| format!("reading scenario {path}"))?;
+            Ok(Scenario {
+                timeout: header_timeout(&text).unwrap_or(DEFAULT_TIMEOUT),
+                path,
+            })
+        })
+        .collect()
+}
+
+fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
+    for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            walk(base, &path, out)?;
+        } else if path.extension().is_some_and(|e| e == "sh") {
+            let rel = path.strip_prefix(base).expect("walk stays below base");
+            out.push(rel.to_string_lossy().into_owned());
+        }
+    }
+    Ok(())
+}
+
+/// `# TIMEOUT: 900` anywhere in the leading comment block.
+fn header_timeout(text: &str) -> Option<Duration> {
+    text.lines()
+        .take_while(|l| l.starts_with('#') || l.trim().is_empty())
+        .find_map(|l| l.strip_prefix('#')?.trim().strip_prefix("TIMEOUT:"))
+        .and_then(|v| v.trim().parse().ok())
+        .map(Duration::from_secs)
+}
+
+/// A kernel message (it carries a printk timestamp, `[   12.345678] `, possibly after
+/// userspace output on the same console line) that reports one of KERNEL_ERRORS.
+/// Userspace saying "WARNING:" (sha256sum -c, mkfs) is not a kernel error.
+pub fn is_kernel_error(line: &str) -> bool {
+    line.match_indices('[').any(|(i, _)| {
+        let Some((stamp, message)) = line[i + 1..].split_once(']') else {
+            return false;
+        };
+        let is_stamp = stamp
+            .trim_start()
+            .split_once('.')
+            .is_some_and(|(secs, micros)| {
+                !secs.is_empty()
+                    && secs.bytes().all(|b| b.is_ascii_digit())
+                    && micros.len() == 6
+                    && micros.bytes().all(|b| b.is_ascii_digit())
+            });
+        is_stamp && KERNEL_ERRORS.iter().any(|e| message.contains(e))
+    })
+}
+
+/// PASS iff the guest printed `SCENARIO-EXIT 0` and the kernel reported no error;
+/// SKIP if it also printed `SCENARIO-SKIP <reason>`.
+pub fn verdict(console: &str, timed_out: bool) -> Verdict {
+    if let Some(line) = console.lines().find(|l| is_kernel_error(l)) {
+        return Verdict::Fail(format!("kernel log: {}", line.trim()));
+    }
+    if timed_out {
+        return Verdict::Fail("timeout".into());
+    }
+    let exit = console
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("SCENARIO-EXIT "))
+        .map(|rc| rc.trim().to_string());
+    match exit.as_deref() {
+        None => Verdict::Fail("no SCENARIO-EXIT line (the VM died or /init failed)".into()),
+        Some("0") => match console
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("SCENARIO-SKIP"))
+        {
+            Some(reason) => Verdict::Skip(reason.trim().to_string()),
+            None => Verdict::Pass,
+        },
+        Some(rc) => {
+            let why = console
+                .lines()
+                .rev()
+                .find_map(|l| l.trim().strip_prefix("FAIL: "))
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
+            Verdict::Fail(format!("exit {rc}{why}"))
+        }
+    }
+}
+
+/// `cargo xtask new-scenario GROUP/NAME`: write tests/scenarios/GROUP/NAME.sh from the template.
+pub fn scaffold(root: &Path, name: &str) -> Result<()> {
+    let name = name.trim_end_matches(".sh");
+    let valid = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    let Some((group, what)) = name.split_once('/').filter(|(g, w)| valid(g) && valid(w)) else {
+        bail!("expected GROUP/NAME in lower-case-with-dashes, like attach/detach-under-write-load-loses-no-io");
+    };
+    let path = root
+        .join("tests/scenarios")
+        .join(group)
+        .join(format!("{what}.sh"));
+    if path.exists() {
+        bail!("{} already exists", path.display());
+    }
+    fs::create_dir_all(path.parent().expect("has a parent"))?;
+    fs::write(&path, TEMPLATE.replace("@NAME@", name))
+        .with_context(|| format!("writing {}", path.display()))?;
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
+    println!("created {}", path.display());
+    println!("run it with: cargo xtask test --no-unit {name}");
+    Ok(())
+}
+
+const TEMPLATE: &str = r#"#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# @NAME@: what this proves, in one sentence a reviewer can check.
+#
+# How: the steps, and why they prove it. For a regression, cite the fix as
+# commit <12 hex> ("subject").
+#
+# TIMEOUT: 600
+#
+# The VM runs this as `sh /tests/scenarios/@NAME@.sh` in /tmp, under busybox sh,
+# after a fresh boot with four empty disks: /dev/vda 128M, vdb 512M, vdc 256M, vdd 64M.
+# PASS: exit 0 and no BUG/WARNING/Oops/... in the kernel log. FAIL: `_fail MSG` or any
+# failing command (set -e below). SKIP: `_skip REASON` for a missing requirement.
+# Conventions: tabs, quoted expansions, `_`-prefixed helpers and CAPS variables are the
+# framework's (tests/common/rc documents each helper).
+
+DESCRIPTION="does what this scenario proves"
+
+. /tests/common/rc
+set -e
+
+_have_program fio
+_load_module
+
+_log "Running @NAME@: $DESCRIPTION"
+
+_mkfs_ext4 /dev/vdb
+_mount /dev/vdb /mnt
+
+# ... the test ...
+
+umount /mnt
+_fsck_ext4 /dev/vdb
+_dmesg_check
+_log "Test complete"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeout_header_overrides_default() {
+        let text = "#!/bin/sh\n# SPDX\n#\n# TIMEOUT: 900\nDESCRIPTION=x\n# TIMEOUT: 5\n";
+        assert_eq!(header_timeout(text), Some(Duration::from_secs(900)));
+        assert_eq!(header_timeout("#!/bin/sh\necho hi\n# TIMEOUT: 5\n"), None);
+    }
+
+    #[test]
+    fn verdicts() {
+        assert_eq!(
+            verdict("x\nSCENARIO-EXIT 0\n===DMESG===\n", false),
+            Verdict::Pass
+        );
+        assert_eq!(
+            verdict("SCENARIO-SKIP no xfs\nSCENARIO-EXIT 0\n", false),
+            Verdict::Skip("no xfs".into())
+        );
+        assert_eq!(
+            verdict("FAIL: sums differ\nSCENARIO-EXIT 1\n", false),
+            Verdict::Fail("exit 1: sums differ".into())
+        );
+        assert!(matches!(
+            verdict("SCENARIO-EXIT 0\n[    1.000000] WARNING: CPU: 0\n", false),
+            Verdict::Fail(_)
+        ));
+        assert!(matches!(
+            verdict("[   12.345678] Kernel panic - not syncing\n", false),
+            Verdict::Fail(_)
+        ));
+        // Userspace warnings and our own _log lines are not kernel errors.
+        assert_eq!(
+            verdict(
+                "sha256sum: WARNING: 1 of 2\n[5.41] BUG: x\nSCENARIO-EXIT 0\n",
+                false
+            ),
+            Verdict::Pass
+        );
+        assert!(is_kernel_error(
+            "fio: done[  100.123456] BUG: kernel NULL pointer"
+        ));
+        assert!(matches!(
+            verdict("SCENARIO-EXIT 0\n", true),
+            Verdict::Fail(_)
+        ));
+    }
+
+    #[test]
+    fn template_has_a_timeout_header() {
+        assert_eq!(header_timeout(TEMPLATE), Some(Duration::from_secs(600)));
+    }
+}

@@ -1,0 +1,159 @@
+//! `cargo xtask test` and `vm`: prepare each kernel's initramfs, then run scenarios in VMs.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::kernel::{self, Kernel};
+use crate::report::{Finished, Summary, Verdict};
+use crate::scenario::{self, Scenario};
+use crate::vm::{self, VmConfig};
+use crate::{initramfs, kmod};
+
+/// VMs at a time. One TCG VM keeps only ~1.2 of 2 host cores busy (it waits on emulated
+/// I/O), so two overlap well: 14 runs took 270 s with 2 jobs and 355-423 s with 1 on the
+/// 2-core dev machine, although each VM ran ~40% slower. Scenarios must not depend on speed.
+pub const DEFAULT_JOBS: usize = 2;
+
+/// Build the module (if kmod/ has sources) and the initramfs for one kernel.
+pub fn prepare(root: &Path, kernel: &Kernel, cli: Option<&Path>) -> Result<PathBuf> {
+    let ko = kmod::build(root, kernel)?;
+    initramfs::build(root, kernel, ko.as_deref(), cli)
+}
+
+/// `vm` and `demo`: one VM with the console on the terminal.
+pub fn boot_one(root: &Path, spec: &str, scenario: Option<String>, shell: bool) -> Result<bool> {
+    let kernel = kernel::resolve(spec)?
+        .into_iter()
+        .next()
+        .context("no kernel")?;
+    let timeout = match &scenario {
+        Some(path) => {
+            let found = scenario::discover(root, std::slice::from_ref(path))?;
+            let s = found
+                .iter()
+                .find(|s| s.path == *path)
+                .with_context(|| format!("no scenario tests/scenarios/{path}"))?;
+            s.timeout
+        }
+        None => scenario::DEFAULT_TIMEOUT,
+    };
+    let cli = initramfs::build_cli(root)?;
+    let initrd = prepare(root, &kernel, cli.as_deref())?;
+    let name = scenario
+        .as_deref()
+        .map_or("shell", |s| s.trim_end_matches(".sh"));
+    let cfg = VmConfig {
+        kernel: &kernel,
+        initramfs: &initrd,
+        dir: run_dir(root, &kernel, name),
+        scenario: scenario.clone(),
+        shell,
+        stream: true,
+        timeout,
+    };
+    let out = vm::run(&cfg)?;
+    if shell {
+        return Ok(true);
+    }
+    let verdict = scenario::verdict(&out.console, out.timed_out);
+    println!(
+        "vm: {} {name}: {verdict:?} in {} s (boot {}), log {}",
+        kernel.alias,
+        out.wall.as_secs(),
+        out.boot
+            .map_or("?".into(), |b| format!("{} s", b.as_secs())),
+        out.log.display()
+    );
+    Ok(!matches!(verdict, Verdict::Fail(_)))
+}
+
+/// target/vm/<release>/<group>/<name>: disks, console.log and monitor.sock of one run.
+fn run_dir(root: &Path, kernel: &Kernel, name: &str) -> PathBuf {
+    initramfs::Layout::new(root, kernel).dir.join(name)
+}
+
+/// Every scenario matching `filters` on every kernel of `spec`, `jobs` VMs at a time.
+pub fn run(root: &Path, spec: &str, jobs: usize, filters: &[String]) -> Result<bool> {
+    let kernels = kernel::resolve(spec)?;
+    let scenarios = scenario::discover(root, filters)?;
+    if scenarios.is_empty() {
+        println!("no scenario matches {filters:?}");
+        return Ok(false);
+    }
+    let cli = initramfs::build_cli(root)?;
+    let mut queue = VecDeque::new();
+    for k in &kernels {
+        let initrd = prepare(root, k, cli.as_deref())?;
+        for s in &scenarios {
+            queue.push_back((k.clone(), initrd.clone(), s.clone()));
+        }
+    }
+    let total = queue.len();
+    println!("running {total} scenario run(s), {jobs} VM(s) at a time");
+    let started = std::time::Instant::now();
+
+    let queue = Arc::new(Mutex::new(queue));
+    let (tx, rx) = mpsc::channel();
+    let mut workers = Vec::new();
+    for _ in 0..jobs.min(total) {
+        let (queue, tx, root) = (queue.clone(), tx.clone(), root.to_path_buf());
+        workers.push(std::thread::spawn(move || loop {
+            let Some((kernel, initrd, s)) = queue.lock().expect("queue lock").pop_front() else {
+                break;
+            };
+            let result = run_scenario(&root, &kernel, &initrd, &s);
+            if tx.send((kernel, s, result)).is_err() {
+                break;
+            }
+        }));
+    }
+    drop(tx);
+
+    let mut summary = Summary::default();
+    for (index, (kernel, s, result)) in rx.iter().enumerate() {
+        let (verdict, out) = match result {
+            Ok(out) => (scenario::verdict(&out.console, out.timed_out), Some(out)),
+            Err(e) => (Verdict::Fail(format!("{e:#}")), None),
+        };
+        let no_log = PathBuf::new();
+        summary.record(
+            index + 1,
+            total,
+            &Finished {
+                kernel: &kernel.alias,
+                scenario: s.name(),
+                verdict: &verdict,
+                wall: out.as_ref().map_or(Duration::ZERO, |o| o.wall),
+                boot: out.as_ref().and_then(|o| o.boot),
+                log: out.as_ref().map_or(&no_log, |o| &o.log),
+                console: out.as_ref().map_or("", |o| &o.console),
+            },
+        );
+    }
+    for w in workers {
+        w.join().expect("worker panicked");
+    }
+    println!("{total} run(s) in {} s", started.elapsed().as_secs());
+    Ok(summary.finish())
+}
+
+fn run_scenario(
+    root: &Path,
+    kernel: &Kernel,
+    initrd: &Path,
+    s: &Scenario,
+) -> Result<vm::VmOutcome> {
+    vm::run(&VmConfig {
+        kernel,
+        initramfs: initrd,
+        dir: run_dir(root, kernel, s.name()),
+        scenario: Some(s.path.clone()),
+        shell: false,
+        stream: false,
+        timeout: s.timeout,
+    })
+}

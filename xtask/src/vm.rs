@@ -1,0 +1,191 @@
+//! Boot one qemu VM (TCG, or $XTASK_ACCEL) and collect its console.
+//!
+//! The VM contract, shared with tests/common/init:
+//! - kernel command line `scenario=<path under tests/scenarios>` (and `shell=1` for a shell);
+//! - disks /dev/vda 128M, vdb 512M, vdc 256M, vdd 64M: fresh sparse raw files per run, in
+//!   the run directory, with qemu device ids vda..vdd (`device_del vdb` on the monitor
+//!   socket `monitor.sock` unplugs one);
+//! - the console prints `VM-BOOTED`, the scenario's output, `SCENARIO-EXIT <rc>`, then the
+//!   whole dmesg between `===DMESG===` and `===END===`, and powers off.
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::kernel::Kernel;
+
+/// Disk name and size in MiB, in the order the guest enumerates them.
+pub const DISKS: &[(&str, u64)] = &[("vda", 128), ("vdb", 512), ("vdc", 256), ("vdd", 64)];
+
+/// How one VM run is set up.
+pub struct VmConfig<'a> {
+    pub kernel: &'a Kernel,
+    pub initramfs: &'a Path,
+    /// Run directory: disks, console.log and monitor.sock live here.
+    pub dir: PathBuf,
+    /// Path below tests/scenarios, or None to boot straight into the shell.
+    pub scenario: Option<String>,
+    /// Interactive: the console is the terminal, nothing is captured.
+    pub shell: bool,
+    /// Echo the console to stdout while capturing it.
+    pub stream: bool,
+    pub timeout: Duration,
+}
+
+/// What came back from a VM run.
+pub struct VmOutcome {
+    pub console: String,
+    pub log: PathBuf,
+    pub timed_out: bool,
+    pub wall: Duration,
+    /// Host time from qemu start to the guest's `VM-BOOTED` line.
+    pub boot: Option<Duration>,
+}
+
+pub fn run(cfg: &VmConfig) -> Result<VmOutcome> {
+    fs::create_dir_all(&cfg.dir).with_context(|| format!("creating {}", cfg.dir.display()))?;
+    let mut cmd = qemu_command(cfg)?;
+    let log = cfg.dir.join("console.log");
+    let start = Instant::now();
+
+    if cfg.shell {
+        let status = cmd.status().context("running qemu-system-x86_64")?;
+        println!(
+            "vm: qemu exited ({status}) after {} s",
+            start.elapsed().as_secs()
+        );
+        return Ok(VmOutcome {
+            console: String::new(),
+            log,
+            timed_out: false,
+            wall: start.elapsed(),
+            boot: None,
+        });
+    }
+
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting qemu-system-x86_64 (try `cargo xtask setup`)")?;
+    let (tx, rx) = mpsc::channel::<String>();
+    for pipe in [
+        Box::new(child.stdout.take().expect("piped")) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().expect("piped")),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(pipe);
+            let mut buf = Vec::new();
+            while reader.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
+                let line = String::from_utf8_lossy(&buf)
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string();
+                if tx.send(line).is_err() {
+                    break;
+                }
+                buf.clear();
+            }
+        });
+    }
+    drop(tx);
+
+    let mut file = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    let mut console = String::new();
+    let mut boot = None;
+    let mut timed_out = false;
+    let deadline = start + cfg.timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if boot.is_none() && line.contains("VM-BOOTED") {
+                    boot = Some(start.elapsed());
+                }
+                if cfg.stream {
+                    println!("{line}");
+                }
+                writeln!(file, "{line}")?;
+                console.push_str(&line);
+                console.push('\n');
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                timed_out = true;
+                let _ = child.kill();
+                let msg = format!(
+                    "HOST: timeout after {} s, qemu killed",
+                    cfg.timeout.as_secs()
+                );
+                writeln!(file, "{msg}")?;
+                console.push_str(&msg);
+                console.push('\n');
+                break;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let status = child.wait()?;
+    let wall = start.elapsed();
+    writeln!(
+        file,
+        "HOST: qemu {status}, wall {:.1} s",
+        wall.as_secs_f64()
+    )?;
+    Ok(VmOutcome {
+        console,
+        log,
+        timed_out,
+        wall,
+        boot,
+    })
+}
+
+fn qemu_command(cfg: &VmConfig) -> Result<Command> {
+    let dir = &cfg.dir;
+    let mut append = String::from("console=ttyS0 panic=-1 quiet");
+    if let Some(s) = &cfg.scenario {
+        append.push_str(&format!(" scenario={s}"));
+    }
+    if cfg.shell {
+        append.push_str(" shell=1");
+    }
+    let monitor = dir.join("monitor.sock");
+    let _ = fs::remove_file(&monitor);
+
+    let mut cmd = Command::new("qemu-system-x86_64");
+    // -cx16: qemu TCG's CMPXCHG16B breaks SLUB on 6.12; +rdrand: 6.1 soft-locks in
+    // urandom_read_iter with 2 vCPUs without it (prototype/NOTES.md).
+    cmd.args(["-m", "2048", "-smp", "2", "-cpu", "qemu64,+rdrand,-cx16"]);
+    // TCG by default: a /dev/kvm that opens is no proof that KVM works (nested KVM on the
+    // CI machines fails with "emulation failure"). XTASK_ACCEL=kvm opts in.
+    let accel = std::env::var("XTASK_ACCEL").unwrap_or_else(|_| "tcg".into());
+    cmd.args(["-accel", &accel]);
+    // No NIC: nothing needs one, and its iPXE option ROM costs boot time.
+    cmd.args(["-nographic", "-no-reboot", "-nic", "none"]);
+    cmd.arg("-kernel").arg(cfg.kernel.image());
+    cmd.arg("-initrd").arg(cfg.initramfs);
+    cmd.arg("-append").arg(append);
+    cmd.arg("-monitor")
+        .arg(format!("unix:{},server,nowait", monitor.display()));
+    for (name, mib) in DISKS {
+        let img = dir.join(format!("{name}.img"));
+        // Fresh and sparse: no state leaks from one run into the next.
+        let _ = fs::remove_file(&img);
+        File::create(&img)
+            .and_then(|f| f.set_len(mib << 20))
+            .with_context(|| format!("creating {}", img.display()))?;
+        cmd.arg("-drive").arg(format!(
+            "file={},format=raw,if=none,id=drive-{name}",
+            img.display()
+        ));
+        cmd.arg("-device")
+            .arg(format!("virtio-blk-pci,drive=drive-{name},id={name}"));
+    }
+    Ok(cmd)
+}
