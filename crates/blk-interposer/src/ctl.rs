@@ -1,0 +1,377 @@
+//! The control device `/dev/blk-interposer`: one private [`Control::do_ioctl`]
+//! fills the header, retries LIST with a bigger buffer while the kernel sets
+//! `BUFFER_FULL`, and maps errno into [`Error`] with the meaning each command
+//! gives it.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+
+use crate::abi::{self, Cmd, IoctlHeader, RawStatus, HEADER_SIZE, STATUS_SIZE};
+use crate::error::{Error, Result};
+use crate::kernel::{Kernel, Lower, Status};
+use crate::sysfs::label;
+use crate::types::{DevNo, Version};
+
+/// Default path of the control device.
+pub const CONTROL_PATH: &str = "/dev/blk-interposer";
+
+/// LIST starts with room for this many entries and doubles.
+const LIST_START_ENTRIES: usize = 16;
+
+/// An open control device.
+#[derive(Debug)]
+pub struct Control {
+    file: File,
+}
+
+/// What one command sends besides its number.
+#[derive(Clone, Copy, Debug, Default)]
+struct Request {
+    dev: DevNo,
+    interposer: DevNo,
+    /// Payload room after the header, in bytes.
+    payload: usize,
+}
+
+impl Control {
+    /// Open `/dev/blk-interposer` read-write, close-on-exec.
+    pub fn open() -> Result<Control> {
+        Control::open_at(Path::new(CONTROL_PATH))
+    }
+
+    /// Open the control device at another path.
+    pub fn open_at(path: &Path) -> Result<Control> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(nix::libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|source| match source.kind() {
+                io::ErrorKind::NotFound => Error::ModuleNotLoaded { path: path.into() },
+                _ => Error::ControlOpen {
+                    path: PathBuf::from(path),
+                    source,
+                },
+            })?;
+        Ok(Control { file })
+    }
+
+    /// Run one command.  Returns the header the kernel wrote back and the
+    /// payload (`data_start..data_size`).
+    fn do_ioctl(&self, cmd: Cmd, req: Request) -> Result<(IoctlHeader, Vec<u8>)> {
+        let mut payload = req.payload;
+        loop {
+            let size = HEADER_SIZE + payload;
+            let data_size = u32::try_from(size).map_err(|_| Error::BadReply {
+                op: cmd.c_name(),
+                what: format!("a reply of {size} bytes does not fit in data_size"),
+            })?;
+            // u64 storage: the payload holds u64 fields.
+            let mut buf = vec![0u64; size.div_ceil(8)];
+            let hdr = IoctlHeader {
+                version: Version::OURS.to_array(),
+                data_size,
+                data_start: HEADER_SIZE as u32,
+                dev: req.dev.into(),
+                interposer: req.interposer.into(),
+                ..Default::default()
+            };
+            let ptr = buf.as_mut_ptr().cast::<u8>();
+            // SAFETY: buf is at least HEADER_SIZE bytes and 8-aligned.
+            unsafe { ptr.cast::<IoctlHeader>().write(hdr) };
+            // SAFETY: the kernel reads and writes at most data_size bytes of buf.
+            let rc = unsafe { nix::libc::ioctl(self.file.as_raw_fd(), cmd.request(), ptr) };
+            let errno = (rc < 0).then(Errno::last);
+            // SAFETY: as above; the kernel wrote a header back (or left ours).
+            let out = unsafe { ptr.cast::<IoctlHeader>().read() };
+            if let Some(errno) = errno {
+                return Err(map_errno(cmd, errno, Version::from_array(out.version), req));
+            }
+            if out.flags & abi::BUFFER_FULL != 0 {
+                let need = out.count as usize * STATUS_SIZE;
+                payload = (payload.max(STATUS_SIZE) * 2).max(need);
+                continue;
+            }
+            // SAFETY: buf holds size initialised bytes.
+            let bytes = unsafe { std::slice::from_raw_parts(ptr, size) };
+            return Ok((out, bytes[HEADER_SIZE..].to_vec()));
+        }
+    }
+}
+
+/// Map errno of `cmd` to the typed error, with the meaning the kernel gives it.
+fn map_errno(cmd: Cmd, errno: Errno, kernel: Version, req: Request) -> Error {
+    let op = cmd.c_name();
+    let dev = || label(req.dev);
+    let interposer = || label(req.interposer);
+    match (errno, cmd) {
+        (Errno::EPERM | Errno::EACCES, _) => Error::PermissionDenied { op },
+        (Errno::EINVAL, _) if kernel.major != Version::OURS.major => Error::VersionMismatch {
+            kernel,
+            ours: Version::OURS,
+        },
+        (Errno::ENOTTY, _) => Error::UnknownCommand {
+            op,
+            kernel,
+            ours: Version::OURS,
+        },
+        (Errno::ENOENT, Cmd::Detach) => Error::NotAttached { dev: dev() },
+        (Errno::ENOENT, Cmd::LowerRemove | Cmd::Attach | Cmd::Status) => {
+            Error::NoLower { dev: dev() }
+        }
+        (Errno::ENXIO | Errno::ENODEV, Cmd::Attach) => Error::NoSuchDevice {
+            op,
+            dev: format!("{} or the interposer {}", dev(), interposer()),
+        },
+        (Errno::ENXIO | Errno::ENODEV, _) => Error::NoSuchDevice { op, dev: dev() },
+        (Errno::EEXIST, Cmd::LowerCreate) => Error::LowerExists { dev: dev() },
+        (Errno::EEXIST, Cmd::Attach) => Error::AlreadyAttached {
+            dev: dev(),
+            by: None,
+        },
+        (Errno::EBUSY, Cmd::LowerRemove) => Error::LowerBusy { dev: dev() },
+        (Errno::EBUSY, Cmd::Attach) => Error::AttachBusy {
+            dev: dev(),
+            interposer: interposer(),
+        },
+        (Errno::ELOOP, _) => Error::Loop {
+            dev: dev(),
+            interposer: interposer(),
+        },
+        (Errno::ENOSPC, _) => Error::InterposerTooSmall {
+            dev: dev(),
+            interposer: interposer(),
+        },
+        (Errno::EAGAIN, _) => Error::TryAgain { op },
+        _ => Error::Ioctl { op, errno },
+    }
+}
+
+/// Read `count` status entries from a LIST payload.
+fn parse_statuses(op: &'static str, count: u32, payload: &[u8]) -> Result<Vec<Status>> {
+    let count = count as usize;
+    if count.saturating_mul(STATUS_SIZE) > payload.len() {
+        return Err(Error::BadReply {
+            op,
+            what: format!("{count} entries do not fit in {} bytes", payload.len()),
+        });
+    }
+    Ok(payload
+        .chunks_exact(STATUS_SIZE)
+        .take(count)
+        // SAFETY: each chunk is STATUS_SIZE bytes; RawStatus is plain old data.
+        .map(|c| Status::from(&unsafe { c.as_ptr().cast::<RawStatus>().read_unaligned() }))
+        .collect())
+}
+
+impl Kernel for Control {
+    fn version(&self) -> Result<Version> {
+        let (hdr, _) = self.do_ioctl(Cmd::Version, Request::default())?;
+        Ok(Version::from_array(hdr.version))
+    }
+
+    fn lower_create(&self, dev: DevNo) -> Result<Lower> {
+        let (hdr, _) = self.do_ioctl(
+            Cmd::LowerCreate,
+            Request {
+                dev,
+                ..Default::default()
+            },
+        )?;
+        Ok(Lower {
+            devno: hdr.lower.into(),
+            name: abi::name_from_c(&hdr.lower_name),
+        })
+    }
+
+    fn lower_remove(&self, dev: DevNo) -> Result<()> {
+        self.do_ioctl(
+            Cmd::LowerRemove,
+            Request {
+                dev,
+                ..Default::default()
+            },
+        )
+        .map(drop)
+    }
+
+    fn attach(&self, dev: DevNo, interposer: DevNo) -> Result<()> {
+        self.do_ioctl(
+            Cmd::Attach,
+            Request {
+                dev,
+                interposer,
+                payload: 0,
+            },
+        )
+        .map(drop)
+    }
+
+    fn detach(&self, dev: DevNo) -> Result<()> {
+        self.do_ioctl(
+            Cmd::Detach,
+            Request {
+                dev,
+                ..Default::default()
+            },
+        )
+        .map(drop)
+    }
+
+    fn status(&self, dev: DevNo) -> Result<Status> {
+        let req = Request {
+            dev,
+            payload: STATUS_SIZE,
+            ..Default::default()
+        };
+        let (_, payload) = self.do_ioctl(Cmd::Status, req)?;
+        parse_statuses("STATUS", 1, &payload)?
+            .pop()
+            .ok_or(Error::BadReply {
+                op: "STATUS",
+                what: "no entry".into(),
+            })
+    }
+
+    fn list(&self) -> Result<Vec<Status>> {
+        let req = Request {
+            payload: LIST_START_ENTRIES * STATUS_SIZE,
+            ..Default::default()
+        };
+        let (hdr, payload) = self.do_ioctl(Cmd::List, req)?;
+        parse_statuses("LIST", hdr.count, &payload)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req() -> Request {
+        Request {
+            dev: DevNo::new(254, 16),
+            interposer: DevNo::new(253, 0),
+            payload: 0,
+        }
+    }
+
+    #[test]
+    fn errno_means_what_the_command_says() {
+        let ours = Version::OURS;
+        let m = |cmd, e| map_errno(cmd, e, ours, req());
+        assert!(matches!(
+            m(Cmd::Attach, Errno::EPERM),
+            Error::PermissionDenied { .. }
+        ));
+        assert!(matches!(
+            m(Cmd::Detach, Errno::ENOENT),
+            Error::NotAttached { .. }
+        ));
+        assert!(matches!(
+            m(Cmd::Attach, Errno::ENOENT),
+            Error::NoLower { .. }
+        ));
+        assert!(matches!(
+            m(Cmd::LowerRemove, Errno::ENOENT),
+            Error::NoLower { .. }
+        ));
+        assert!(matches!(
+            m(Cmd::Status, Errno::ENODEV),
+            Error::NoSuchDevice { .. }
+        ));
+        assert!(matches!(
+            m(Cmd::LowerCreate, Errno::EEXIST),
+            Error::LowerExists { .. }
+        ));
+        assert!(matches!(
+            m(Cmd::Attach, Errno::EEXIST),
+            Error::AlreadyAttached { .. }
+        ));
+        assert!(matches!(
+            m(Cmd::LowerRemove, Errno::EBUSY),
+            Error::LowerBusy { .. }
+        ));
+        assert!(matches!(
+            m(Cmd::Attach, Errno::EBUSY),
+            Error::AttachBusy { .. }
+        ));
+        assert!(matches!(m(Cmd::Attach, Errno::ELOOP), Error::Loop { .. }));
+        assert!(matches!(
+            m(Cmd::Attach, Errno::ENOSPC),
+            Error::InterposerTooSmall { .. }
+        ));
+        assert!(matches!(
+            m(Cmd::Detach, Errno::EAGAIN),
+            Error::TryAgain { .. }
+        ));
+        assert!(matches!(
+            m(Cmd::List, Errno::ENOTTY),
+            Error::UnknownCommand { .. }
+        ));
+        assert!(matches!(
+            m(Cmd::List, Errno::EINVAL),
+            Error::Ioctl {
+                errno: Errno::EINVAL,
+                ..
+            }
+        ));
+        assert!(matches!(
+            m(Cmd::Detach, Errno::EIO),
+            Error::Ioctl {
+                errno: Errno::EIO,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn einval_with_other_major_is_a_version_mismatch() {
+        let kernel = Version::from_array([2, 0, 0]);
+        match map_errno(Cmd::Version, Errno::EINVAL, kernel, req()) {
+            Error::VersionMismatch { kernel: k, ours } => {
+                assert_eq!(k, kernel);
+                assert_eq!(ours, Version::OURS);
+            }
+            e => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn list_payload_parses() {
+        let mut raw = RawStatus {
+            dev: DevNo::new(254, 16).into(),
+            lower: DevNo::new(252, 0).into(),
+            interposer: DevNo::new(253, 1).into(),
+            state: abi::ST_ATTACHED,
+            sectors: 2048,
+            redirected: 7,
+            ..Default::default()
+        };
+        raw.lower_name[..14].copy_from_slice(b"interposer/vdb");
+        let mut bytes = Vec::new();
+        for _ in 0..2 {
+            // SAFETY: RawStatus is plain old data.
+            bytes.extend_from_slice(unsafe {
+                std::slice::from_raw_parts((&raw as *const RawStatus).cast::<u8>(), STATUS_SIZE)
+            });
+        }
+        let list = parse_statuses("LIST", 2, &bytes).unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].lower.name, "interposer/vdb");
+        assert_eq!(list[0].interposer, Some(DevNo::new(253, 1)));
+        assert_eq!(list[0].state, crate::State::Attached);
+        assert!(parse_statuses("LIST", 3, &bytes).is_err());
+        assert!(parse_statuses("LIST", 0, &[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn missing_control_device_says_modprobe() {
+        let e = Control::open_at(Path::new("/nonexistent/blk-interposer")).unwrap_err();
+        assert!(e.to_string().contains("modprobe blk_interposer"), "{e}");
+    }
+}

@@ -1,0 +1,125 @@
+//! The device-mapper operations the orchestration needs, as a trait.
+
+use serde::Serialize;
+
+use crate::dm::table::Table;
+use crate::error::{Error, Result};
+use crate::types::DevNo;
+
+/// Longest dm name (`DM_NAME_LEN` minus the NUL).
+pub const MAX_NAME: usize = 127;
+/// Longest dm uuid (`DM_UUID_LEN` minus the NUL).
+pub const MAX_UUID: usize = 128;
+
+/// A dm device: its name and number.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DmDevice {
+    /// Its name, as in `/dev/mapper/<name>`.
+    pub name: String,
+    /// Its device number.
+    pub devno: DevNo,
+}
+
+/// Device-mapper, as the orchestration uses it.  [`crate::dm::Dm`] is the
+/// real implementation.
+pub trait DeviceMapper {
+    /// Create an empty (suspended) device; returns its number.
+    fn create(&self, name: &str, uuid: &str) -> Result<DevNo>;
+    /// Load `table` into the inactive slot.
+    fn load(&self, name: &str, table: &Table) -> Result<()>;
+    /// Resume: make the loaded table live.
+    fn resume(&self, name: &str) -> Result<()>;
+    /// Remove the device.
+    fn remove(&self, name: &str) -> Result<()>;
+    /// The number of the device `name`, `None` if there is none.
+    fn devno(&self, name: &str) -> Result<Option<DevNo>>;
+    /// The name of the dm device `dev`, `None` if it is not a dm device.
+    fn name_of(&self, dev: DevNo) -> Result<Option<String>>;
+    /// The devices the live table of dm device `dev` uses.
+    fn deps(&self, dev: DevNo) -> Result<Vec<DevNo>>;
+    /// Every dm device.
+    fn list(&self) -> Result<Vec<DmDevice>>;
+}
+
+/// Check a dm name the way the kernel will (ASCII, 1..=127 bytes, no `/`),
+/// before anything is created.
+pub fn check_name(name: &str) -> Result<()> {
+    let why = if name.is_empty() {
+        "it is empty"
+    } else if !name.is_ascii() || name.chars().any(|c| c.is_ascii_control() || c == ' ') {
+        "use ASCII letters, digits and -_.+ only"
+    } else if name.contains('/') {
+        "it must not contain `/`"
+    } else if name == "." || name == ".." || name == "control" {
+        "that name is reserved"
+    } else if name.len() > MAX_NAME {
+        "it is longer than 127 bytes"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidName {
+        name: name.to_string(),
+        why,
+    })
+}
+
+/// The uuid we give an interposer: `INTERPOSER-<kernel name of dev>-<name>`,
+/// cut to 128 bytes, so that `dmsetup info` shows what it is.
+pub fn interposer_uuid(dev_kernel_name: &str, name: &str) -> String {
+    let mut uuid: String = format!("INTERPOSER-{}-{name}", dev_kernel_name.replace('/', "!"))
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .collect();
+    uuid.truncate(MAX_UUID);
+    uuid
+}
+
+impl<D: DeviceMapper + ?Sized> DeviceMapper for &D {
+    fn create(&self, name: &str, uuid: &str) -> Result<DevNo> {
+        (**self).create(name, uuid)
+    }
+    fn load(&self, name: &str, table: &Table) -> Result<()> {
+        (**self).load(name, table)
+    }
+    fn resume(&self, name: &str) -> Result<()> {
+        (**self).resume(name)
+    }
+    fn remove(&self, name: &str) -> Result<()> {
+        (**self).remove(name)
+    }
+    fn devno(&self, name: &str) -> Result<Option<DevNo>> {
+        (**self).devno(name)
+    }
+    fn name_of(&self, dev: DevNo) -> Result<Option<String>> {
+        (**self).name_of(dev)
+    }
+    fn deps(&self, dev: DevNo) -> Result<Vec<DevNo>> {
+        (**self).deps(dev)
+    }
+    fn list(&self) -> Result<Vec<DmDevice>> {
+        (**self).list()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        check_name("vdb-lin").unwrap();
+        for bad in ["", "a/b", "a b", "control", "ü", &"x".repeat(128)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn uuid_names_the_device_and_fits() {
+        assert_eq!(interposer_uuid("vdb", "vdb-lin"), "INTERPOSER-vdb-vdb-lin");
+        assert_eq!(
+            interposer_uuid("cciss/c0d0", "x"),
+            "INTERPOSER-cciss!c0d0-x"
+        );
+        assert_eq!(interposer_uuid("vdb", &"n".repeat(127)).len(), MAX_UUID);
+    }
+}

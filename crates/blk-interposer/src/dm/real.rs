@@ -1,0 +1,160 @@
+//! [`DeviceMapper`] over the `devicemapper` crate (`/dev/mapper/control`).
+
+use devicemapper::{errors as dme, DevId, DmError, DmFlags, DmName, DmOptions, DmUuid, DM};
+use nix::errno::Errno;
+
+use crate::dm::mapper::{DeviceMapper, DmDevice};
+use crate::dm::table::Table;
+use crate::error::{Error, Result};
+use crate::types::DevNo;
+
+/// The real device-mapper.
+pub struct Dm {
+    /// `Err` keeps why `/dev/mapper/control` could not be opened, so that
+    /// listing works without dm and every dm call says why it cannot.
+    dm: std::result::Result<DM, String>,
+}
+
+impl std::fmt::Debug for Dm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Dm")
+    }
+}
+
+impl Dm {
+    /// Open `/dev/mapper/control`.  A failure shows at the first dm call.
+    pub fn open() -> Dm {
+        Dm {
+            dm: DM::new().map_err(|e| e.to_string()),
+        }
+    }
+
+    fn dm(&self) -> Result<&DM> {
+        self.dm
+            .as_ref()
+            .map_err(|what| Error::DmUnavailable { what: what.clone() })
+    }
+}
+
+fn errno_of(e: &DmError) -> Option<Errno> {
+    match e {
+        DmError::Core(dme::Error::Ioctl(_, _, _, errno)) => Some(Errno::from_raw(**errno as i32)),
+        _ => None,
+    }
+}
+
+fn dm_err<'a>(op: &'static str, name: &'a str) -> impl FnOnce(DmError) -> Error + 'a {
+    move |e| {
+        let errno = errno_of(&e);
+        match (op, errno) {
+            ("create", Some(Errno::EBUSY)) => Error::DmExists {
+                name: name.to_string(),
+            },
+            (_, Some(Errno::ENXIO)) => Error::DmNotFound {
+                name: name.to_string(),
+            },
+            _ => Error::Dm {
+                op,
+                name: name.to_string(),
+                what: errno.map_or_else(|| e.to_string(), |n| n.desc().to_string()),
+                errno,
+            },
+        }
+    }
+}
+
+fn dm_name(name: &str) -> Result<&DmName> {
+    crate::dm::mapper::check_name(name)?;
+    DmName::new(name).map_err(|e| Error::InvalidName {
+        name: name.to_string(),
+        why: if e.to_string().contains("non-ascii") {
+            "non-ASCII"
+        } else {
+            "not a dm name"
+        },
+    })
+}
+
+impl DeviceMapper for Dm {
+    fn create(&self, name: &str, uuid: &str) -> Result<DevNo> {
+        let dm_uuid = DmUuid::new(uuid).map_err(|e| Error::Dm {
+            op: "create",
+            name: name.to_string(),
+            what: format!("uuid `{uuid}`: {e}"),
+            errno: None,
+        })?;
+        let info = self
+            .dm()?
+            .device_create(dm_name(name)?, Some(dm_uuid), DmOptions::default())
+            .map_err(dm_err("create", name))?;
+        let d = info.device();
+        Ok(DevNo::new(d.major, d.minor))
+    }
+
+    fn load(&self, name: &str, table: &Table) -> Result<()> {
+        let id = DevId::Name(dm_name(name)?);
+        self.dm()?
+            .table_load(&id, &table.targets(), DmOptions::default())
+            .map(drop)
+            .map_err(dm_err("load table", name))
+    }
+
+    fn resume(&self, name: &str) -> Result<()> {
+        let id = DevId::Name(dm_name(name)?);
+        self.dm()?
+            .device_suspend(&id, DmOptions::default().set_flags(DmFlags::empty()))
+            .map(drop)
+            .map_err(dm_err("resume", name))
+    }
+
+    fn remove(&self, name: &str) -> Result<()> {
+        let id = DevId::Name(dm_name(name)?);
+        self.dm()?
+            .device_remove(&id, DmOptions::default())
+            .map(drop)
+            .map_err(dm_err("remove", name))
+    }
+
+    fn devno(&self, name: &str) -> Result<Option<DevNo>> {
+        let id = DevId::Name(dm_name(name)?);
+        match self.dm()?.device_info(&id) {
+            Ok(info) => Ok(Some(DevNo::new(info.device().major, info.device().minor))),
+            Err(e) if errno_of(&e) == Some(Errno::ENXIO) => Ok(None),
+            Err(e) => Err(dm_err("info", name)(e)),
+        }
+    }
+
+    fn name_of(&self, dev: DevNo) -> Result<Option<String>> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .find(|d| d.devno == dev)
+            .map(|d| d.name))
+    }
+
+    fn deps(&self, dev: DevNo) -> Result<Vec<DevNo>> {
+        let Some(name) = self.name_of(dev)? else {
+            return Ok(Vec::new());
+        };
+        let id = DevId::Name(dm_name(&name)?);
+        let deps = self
+            .dm()?
+            .table_deps(&id, DmOptions::default())
+            .map_err(dm_err("deps", &name))?;
+        Ok(deps
+            .into_iter()
+            .map(|d| DevNo::new(d.major, d.minor))
+            .collect())
+    }
+
+    fn list(&self) -> Result<Vec<DmDevice>> {
+        let devs = self.dm()?.list_devices().map_err(dm_err("list", ""))?;
+        Ok(devs
+            .into_iter()
+            .map(|(name, d, _)| DmDevice {
+                name: name.to_string(),
+                devno: DevNo::new(d.major, d.minor),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,275 @@
+//! The one error type of the library.  Each message names the problem and,
+//! where there is one, the fix.
+//!
+//! Device fields are labels ready to print, like `/dev/vdb (254:16)`.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::types::Version;
+
+/// Result with the library's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the library.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `/dev/blk-interposer` does not exist.
+    #[error("{path} does not exist: load the kernel module with `modprobe blk_interposer`")]
+    ModuleNotLoaded {
+        /// The control device path.
+        path: PathBuf,
+    },
+    /// The control device exists but could not be opened.
+    #[error("cannot open {path}{hint}", hint = if source.kind() == io::ErrorKind::PermissionDenied { " (run as root)" } else { "" })]
+    ControlOpen {
+        /// The control device path.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// EPERM.
+    #[error("{op}: permission denied: run as root (needs CAP_SYS_ADMIN)")]
+    PermissionDenied {
+        /// The command.
+        op: &'static str,
+    },
+    /// EINVAL with a kernel version of another major.
+    #[error("the blk_interposer module speaks ABI {kernel}, this tool speaks {ours}: install matching versions of the module and the tool")]
+    VersionMismatch {
+        /// Version the module wrote back.
+        kernel: Version,
+        /// Version we were built with.
+        ours: Version,
+    },
+    /// ENOTTY.
+    #[error("{op}: the blk_interposer module does not know this command (module ABI {kernel}, ours {ours}): update the module")]
+    UnknownCommand {
+        /// The command.
+        op: &'static str,
+        /// Version the module wrote back (0.0.0 if none).
+        kernel: Version,
+        /// Version we were built with.
+        ours: Version,
+    },
+    /// ENOENT on LOWER_REMOVE/ATTACH/STATUS: no lower device.
+    #[error("{dev} has no lower device: nothing is interposed there (create one with `interposer create`)")]
+    NoLower {
+        /// The device.
+        dev: String,
+    },
+    /// ENOENT on DETACH.
+    #[error("{dev} is not attached to an interposer")]
+    NotAttached {
+        /// The device.
+        dev: String,
+    },
+    /// ENXIO / ENODEV.
+    #[error("{op}: device {dev} does not exist")]
+    NoSuchDevice {
+        /// The command.
+        op: &'static str,
+        /// The device.
+        dev: String,
+    },
+    /// EEXIST on LOWER_CREATE (the library reuses the lower device).
+    #[error("{dev} already has a lower device")]
+    LowerExists {
+        /// The device.
+        dev: String,
+    },
+    /// EEXIST on ATTACH.
+    #[error("{dev} is already interposed{}", match by { Some(n) => format!(" by {n}; remove it first with `interposer remove {n}`"), None => "; see `interposer ls`".to_string() })]
+    AlreadyAttached {
+        /// The device.
+        dev: String,
+        /// The dm name of the interposer, when known.
+        by: Option<String>,
+    },
+    /// EBUSY on LOWER_REMOVE.
+    #[error("the lower device of {dev} is busy: it is attached or open (by a dm table?); remove what uses it first")]
+    LowerBusy {
+        /// The device.
+        dev: String,
+    },
+    /// EBUSY on ATTACH.
+    #[error("cannot attach {dev}: its filesystem is frozen by someone else (thaw it with `fsfreeze -u MOUNTPOINT`) or the interposer {interposer} is busy")]
+    AttachBusy {
+        /// The device.
+        dev: String,
+        /// The interposer.
+        interposer: String,
+    },
+    /// ELOOP on ATTACH.
+    #[error("cannot attach {dev} to {interposer}: the interposer is the device itself, its own lower device, or would make a loop through another interposer")]
+    Loop {
+        /// The device.
+        dev: String,
+        /// The interposer.
+        interposer: String,
+    },
+    /// ENOSPC on ATTACH.
+    #[error("cannot attach {dev}: the interposer {interposer} is smaller than the device; make the table cover the whole device (`blockdev --getsz`)")]
+    InterposerTooSmall {
+        /// The device.
+        dev: String,
+        /// The interposer.
+        interposer: String,
+    },
+    /// EAGAIN.
+    #[error("{op}: the device is busy switching; try again")]
+    TryAgain {
+        /// The command.
+        op: &'static str,
+    },
+    /// Any other errno from the control device.
+    #[error("{op} failed: {errno}")]
+    Ioctl {
+        /// The command.
+        op: &'static str,
+        /// The errno.
+        errno: nix::errno::Errno,
+    },
+    /// The kernel answered something that breaks the ABI.
+    #[error("{op}: unexpected answer from the module: {what}")]
+    BadReply {
+        /// The command.
+        op: &'static str,
+        /// What was wrong.
+        what: String,
+    },
+
+    /// A dm table line that does not parse.
+    #[error("table line {line}: {what}")]
+    TableSyntax {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        what: String,
+    },
+    /// No `[interpose]DEV` in the table.
+    #[error("the table has no [interpose]DEV argument; write the interposed device as `[interpose]/dev/sdX` where the target needs it, e.g. `0 SIZE linear [interpose]/dev/sdX 0`")]
+    NoInterpose,
+    /// Two different interposed devices.
+    #[error("the table interposes two devices, {first} and {second}; one interposer interposes one device: create one per device")]
+    TwoInterposed {
+        /// The first one.
+        first: String,
+        /// The other one.
+        second: String,
+    },
+    /// A plain argument would send bios back into the interposer.
+    #[error("table argument `{arg}` {why} {dev}: its bios would loop back into the interposer; write `[interpose]{dev}` to reach the device beneath it")]
+    TableLoops {
+        /// The argument as written.
+        arg: String,
+        /// "is" or "is stacked on".
+        why: &'static str,
+        /// The interposed device.
+        dev: String,
+    },
+    /// A path that is not a block device.
+    #[error("{path} is not a block device")]
+    NotBlockDevice {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// A path that cannot be resolved.
+    #[error("cannot resolve {path}")]
+    Resolve {
+        /// The path as given.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// An invalid dm name.
+    #[error("invalid device-mapper name `{name}`: {why}")]
+    InvalidName {
+        /// The name.
+        name: String,
+        /// Why.
+        why: &'static str,
+    },
+
+    /// No dm device of that name.
+    #[error(
+        "there is no device-mapper device named `{name}` (see `interposer ls` or `dmsetup ls`)"
+    )]
+    DmNotFound {
+        /// The name.
+        name: String,
+    },
+    /// A dm device of that name exists.
+    #[error(
+        "a device-mapper device named `{name}` already exists; pick another name or remove it"
+    )]
+    DmExists {
+        /// The name.
+        name: String,
+    },
+    /// A dm device that interposes nothing.
+    #[error(
+        "`{name}` is a device-mapper device but not an interposer; use `dmsetup remove {name}`"
+    )]
+    NotAnInterposer {
+        /// The name.
+        name: String,
+    },
+    /// `/dev/mapper/control` missing or unusable.
+    #[error("cannot use device-mapper: {what} ({})", if what.contains("Permission denied") { "run as root" } else { "is dm_mod loaded? `modprobe dm_mod`" })]
+    DmUnavailable {
+        /// What the devicemapper library said.
+        what: String,
+    },
+    /// A device-mapper ioctl failed.
+    #[error("device-mapper {op} `{name}` failed: {what}")]
+    Dm {
+        /// The operation ("create", "load", ...).
+        op: &'static str,
+        /// The dm name or device.
+        name: String,
+        /// What the kernel or the library said.
+        what: String,
+        /// The errno, when there is one.
+        errno: Option<nix::errno::Errno>,
+    },
+    /// Another I/O failure (mknod, sysfs).
+    #[error("{what}")]
+    Io {
+        /// What we were doing.
+        what: String,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// A step failed and undoing the previous steps failed too.
+    #[error("{error}; undoing the steps before it failed too, left behind: {}", leftovers.join("; "))]
+    UndoFailed {
+        /// The error that made us undo.
+        error: Box<Error>,
+        /// What is left behind and how to remove it.
+        leftovers: Vec<String>,
+    },
+}
+
+impl Error {
+    /// The errno behind this error, when it came from an ioctl.
+    pub fn errno(&self) -> Option<nix::errno::Errno> {
+        use nix::errno::Errno;
+        Some(match self {
+            Error::PermissionDenied { .. } => Errno::EPERM,
+            Error::VersionMismatch { .. } => Errno::EINVAL,
+            Error::UnknownCommand { .. } => Errno::ENOTTY,
+            Error::NoLower { .. } | Error::NotAttached { .. } => Errno::ENOENT,
+            Error::NoSuchDevice { .. } => Errno::ENXIO,
+            Error::LowerExists { .. } | Error::AlreadyAttached { .. } => Errno::EEXIST,
+            Error::LowerBusy { .. } | Error::AttachBusy { .. } => Errno::EBUSY,
+            Error::Loop { .. } => Errno::ELOOP,
+            Error::InterposerTooSmall { .. } => Errno::ENOSPC,
+            Error::TryAgain { .. } => Errno::EAGAIN,
+            Error::Ioctl { errno, .. } => *errno,
+            Error::Dm { errno, .. } => return *errno,
+            _ => return None,
+        })
+    }
+}

@@ -1,0 +1,150 @@
+//! The host's device nodes and sysfs, as a trait, so that orchestration tests
+//! need neither real devices nor root.  [`System`] is the real one.
+
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use nix::sys::stat::{mknod, Mode, SFlag};
+
+use crate::error::{Error, Result};
+use crate::types::DevNo;
+
+/// Device nodes and names on the host.
+pub trait Host {
+    /// Resolve a path (symlinks too, like `/dev/disk/by-id/...`) or a
+    /// `MAJ:MIN` to a block device number; an error names the path when it
+    /// is not a block device.
+    fn resolve(&self, spec: &Path) -> Result<DevNo>;
+    /// The kernel name of `dev` (`vdb`), if the kernel knows it.
+    fn kernel_name(&self, dev: DevNo) -> Option<String>;
+    /// Make sure `path` is a block node of `dev`; `true` when we made it
+    /// (there is no udev to make it, as in a minimal VM).
+    fn ensure_node(&self, path: &Path, dev: DevNo) -> Result<bool>;
+    /// Remove `path` if it is a block node of `dev` (not a udev symlink);
+    /// `true` when removed.
+    fn remove_node(&self, path: &Path, dev: DevNo) -> Result<bool>;
+}
+
+impl<H: Host + ?Sized> Host for &H {
+    fn resolve(&self, spec: &Path) -> Result<DevNo> {
+        (**self).resolve(spec)
+    }
+    fn kernel_name(&self, dev: DevNo) -> Option<String> {
+        (**self).kernel_name(dev)
+    }
+    fn ensure_node(&self, path: &Path, dev: DevNo) -> Result<bool> {
+        (**self).ensure_node(path, dev)
+    }
+    fn remove_node(&self, path: &Path, dev: DevNo) -> Result<bool> {
+        (**self).remove_node(path, dev)
+    }
+}
+
+/// The real host.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct System;
+
+impl Host for System {
+    fn resolve(&self, spec: &Path) -> Result<DevNo> {
+        if let Some(d) = spec.to_str().and_then(|s| s.parse::<DevNo>().ok()) {
+            return Ok(d);
+        }
+        let real = spec.canonicalize().map_err(|source| Error::Resolve {
+            path: spec.into(),
+            source,
+        })?;
+        let meta = real.metadata().map_err(|source| Error::Resolve {
+            path: spec.into(),
+            source,
+        })?;
+        if !meta.file_type().is_block_device() {
+            return Err(Error::NotBlockDevice { path: spec.into() });
+        }
+        Ok(DevNo::from_dev_t(meta.rdev()))
+    }
+
+    fn kernel_name(&self, dev: DevNo) -> Option<String> {
+        crate::sysfs::kernel_name(dev)
+    }
+
+    fn ensure_node(&self, path: &Path, dev: DevNo) -> Result<bool> {
+        match path.metadata() {
+            Ok(m) if m.file_type().is_block_device() && DevNo::from_dev_t(m.rdev()) == dev => {
+                return Ok(false)
+            }
+            Ok(_) => {
+                return Err(Error::Io {
+                    what: format!(
+                        "{} exists but is not the block device {dev}",
+                        path.display()
+                    ),
+                    source: io::Error::from(io::ErrorKind::AlreadyExists),
+                })
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(Error::Io {
+                    what: format!("cannot stat {}", path.display()),
+                    source,
+                })
+            }
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                what: format!("cannot create {}", dir.display()),
+                source,
+            })?;
+        }
+        mknod(
+            path,
+            SFlag::S_IFBLK,
+            Mode::from_bits_truncate(0o600),
+            dev.to_dev_t() as _,
+        )
+        .map_err(|e| Error::Io {
+            what: format!("cannot create the device node {} ({dev})", path.display()),
+            source: io::Error::from(e),
+        })?;
+        Ok(true)
+    }
+
+    fn remove_node(&self, path: &Path, dev: DevNo) -> Result<bool> {
+        match path.symlink_metadata() {
+            Ok(m) if m.file_type().is_block_device() && DevNo::from_dev_t(m.rdev()) == dev => {
+                std::fs::remove_file(path).map_err(|source| Error::Io {
+                    what: format!("cannot remove {}", path.display()),
+                    source,
+                })?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+/// `/dev/mapper/<name>`.
+pub fn mapper_path(name: &str) -> PathBuf {
+    Path::new("/dev/mapper").join(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_devno_and_rejects_files() {
+        assert_eq!(System.resolve(Path::new("7:3")).unwrap(), DevNo::new(7, 3));
+        let e = System.resolve(Path::new("/proc/self/status")).unwrap_err();
+        assert_eq!(e.to_string(), "/proc/self/status is not a block device");
+        let e = System.resolve(Path::new("/nonexistent/x")).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/x"), "{e}");
+    }
+
+    #[test]
+    fn remove_node_leaves_other_files() {
+        assert!(!System
+            .remove_node(Path::new("/proc/self/status"), DevNo::new(1, 1))
+            .unwrap());
+    }
+}

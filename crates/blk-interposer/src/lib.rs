@@ -1,0 +1,54 @@
+//! Put a device-mapper stack on a **live** block device, and take it away
+//! again, with the `blk_interposer` kernel module.
+//!
+//! The module redirects every bio aimed at a device (say `/dev/vdb`) to an
+//! *interposer*, a dm device, and gives each interposed device a *lower
+//! device* (`/dev/interposer/vdb`) through which the dm table reaches the
+//! live device beneath the interposer.  In a table, `[interpose]/dev/vdb`
+//! names that path; this crate rewrites it to the lower device's `MAJ:MIN`.
+//!
+//! # Layers
+//!
+//! - [`abi`]: `#[repr(C)]` mirror of `kmod/include/uapi/blk_interposer.h`.
+//! - [`Control`]: the control device `/dev/blk-interposer`; implements
+//!   [`Kernel`] with errno mapped into [`Error`].
+//! - [`dm`]: [`Table`] parsing with [`InterposePath`], the loop checks, and
+//!   [`DeviceMapper`] with its real implementation [`Dm`].
+//! - [`Host`]: device nodes and sysfs ([`System`]).
+//! - [`Ops`]: the orchestration (create, remove, list, info) over the three
+//!   traits; every step undoes the ones before it when it fails.
+//!
+//! # Call order
+//!
+//! ```no_run
+//! use blk_interposer::{Ops, Table};
+//! # fn main() -> Result<(), blk_interposer::Error> {
+//! let ops = Ops::system()?; // opens /dev/blk-interposer and /dev/mapper/control
+//! let table: Table = "0 2048 linear [interpose]/dev/vdb 0".parse()?;
+//! // 1. resolve /dev/vdb  2. LOWER_CREATE (or reuse)  3. rewrite the table
+//! // 4. dm create + load + resume  5. /dev/mapper/vdb-lin  6. ATTACH
+//! let report = ops.create("vdb-lin", &table)?;
+//! println!("{} now goes through {}", report.device, report.name);
+//! // DETACH, dm remove, LOWER_REMOVE when nothing else uses it.
+//! ops.remove("vdb-lin")?;
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+pub mod abi;
+pub mod ctl;
+pub mod dm;
+pub mod error;
+pub mod host;
+pub mod kernel;
+pub mod ops;
+pub mod sysfs;
+pub mod types;
+
+pub use ctl::Control;
+pub use dm::{DeviceMapper, Dm, DmDevice, InterposePath, Table, TableLine};
+pub use error::{Error, Result};
+pub use host::{Host, System};
+pub use kernel::{Kernel, Lower, State, Status};
+pub use ops::{CreateReport, Entry, Ops, RemoveReport, SwitchReport};
+pub use types::{DevNo, Sectors, Version};

@@ -1,0 +1,242 @@
+//! A fake kernel, device-mapper and host that record every call, for the
+//! orchestration tests.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use crate::dm::{DeviceMapper, DmDevice, Table};
+use crate::error::{Error, Result};
+use crate::host::Host;
+use crate::kernel::{Kernel, Lower, State, Status};
+use crate::types::{DevNo, Sectors, Version};
+
+/// `/dev/vdb` (also `/dev/disk/by-id/vdb`).
+pub const DEV: DevNo = DevNo::new(254, 16);
+/// `/dev/vdc`.
+pub const OTHER: DevNo = DevNo::new(254, 32);
+/// The lower device of `DEV`.
+pub const LOWER: DevNo = DevNo::new(252, 0);
+
+/// Makes the error an operation fails with.
+pub type MakeError = fn() -> Error;
+
+#[derive(Default)]
+pub struct Mock {
+    pub calls: RefCell<Vec<String>>,
+    pub lowers: RefCell<BTreeMap<DevNo, Status>>,
+    pub dms: RefCell<Vec<(String, DevNo, bool)>>,
+    pub deps: RefCell<HashMap<DevNo, Vec<DevNo>>>,
+    pub nodes: RefCell<HashSet<PathBuf>>,
+    /// Operation name -> the error it fails with.
+    pub fail: RefCell<HashMap<&'static str, MakeError>>,
+    /// Whether `ensure_node` makes a node (no udev) or finds one.
+    pub udev: bool,
+    next_minor: RefCell<u32>,
+}
+
+impl Mock {
+    pub fn new() -> Self {
+        Mock::default()
+    }
+
+    pub fn fail_at(&self, op: &'static str, err: MakeError) {
+        self.fail.borrow_mut().insert(op, err);
+    }
+
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.borrow().clone()
+    }
+
+    fn call(&self, op: &'static str, args: String) -> Result<()> {
+        self.calls
+            .borrow_mut()
+            .push(format!("{op} {args}").trim_end().to_string());
+        match self.fail.borrow().get(op) {
+            Some(f) => Err(f()),
+            None => Ok(()),
+        }
+    }
+
+    /// A dm device `name` already interposing `DEV`, as after a create.
+    pub fn with_interposer(self, name: &str) -> Self {
+        let dm = DevNo::new(253, 7);
+        self.dms.borrow_mut().push((name.into(), dm, true));
+        self.deps.borrow_mut().insert(dm, vec![LOWER]);
+        let mut s = status(DEV);
+        s.interposer = Some(dm);
+        s.state = State::Attached;
+        self.lowers.borrow_mut().insert(DEV, s);
+        self
+    }
+}
+
+pub fn status(dev: DevNo) -> Status {
+    Status {
+        dev,
+        lower: Lower {
+            devno: LOWER,
+            name: "interposer/vdb".into(),
+        },
+        interposer: None,
+        state: State::Idle,
+        sectors: Sectors(2048),
+        redirected: 0,
+        lower_bios: 0,
+        deferred: 0,
+        attaches: 0,
+    }
+}
+
+impl Kernel for Mock {
+    fn version(&self) -> Result<Version> {
+        self.call("version", String::new())?;
+        Ok(Version::OURS)
+    }
+    fn lower_create(&self, dev: DevNo) -> Result<Lower> {
+        self.call("lower_create", dev.to_string())?;
+        if self.lowers.borrow().contains_key(&dev) {
+            return Err(Error::LowerExists {
+                dev: dev.to_string(),
+            });
+        }
+        self.lowers.borrow_mut().insert(dev, status(dev));
+        Ok(status(dev).lower)
+    }
+    fn lower_remove(&self, dev: DevNo) -> Result<()> {
+        self.call("lower_remove", dev.to_string())?;
+        self.lowers
+            .borrow_mut()
+            .remove(&dev)
+            .map(drop)
+            .ok_or(Error::NoLower {
+                dev: dev.to_string(),
+            })
+    }
+    fn attach(&self, dev: DevNo, interposer: DevNo) -> Result<()> {
+        self.call("attach", format!("{dev} {interposer}"))?;
+        let mut l = self.lowers.borrow_mut();
+        let s = l.get_mut(&dev).ok_or(Error::NoLower {
+            dev: dev.to_string(),
+        })?;
+        s.interposer = Some(interposer);
+        s.state = State::Attached;
+        Ok(())
+    }
+    fn detach(&self, dev: DevNo) -> Result<()> {
+        self.call("detach", dev.to_string())?;
+        let mut l = self.lowers.borrow_mut();
+        let s = l.get_mut(&dev).ok_or(Error::NoLower {
+            dev: dev.to_string(),
+        })?;
+        s.interposer = None;
+        s.state = State::Idle;
+        Ok(())
+    }
+    fn status(&self, dev: DevNo) -> Result<Status> {
+        self.call("status", dev.to_string())?;
+        self.lowers
+            .borrow()
+            .get(&dev)
+            .cloned()
+            .ok_or(Error::NoLower {
+                dev: dev.to_string(),
+            })
+    }
+    fn list(&self) -> Result<Vec<Status>> {
+        self.call("list", String::new())?;
+        Ok(self.lowers.borrow().values().cloned().collect())
+    }
+}
+
+impl DeviceMapper for Mock {
+    fn create(&self, name: &str, uuid: &str) -> Result<DevNo> {
+        self.call("dm_create", format!("{name} {uuid}"))?;
+        let mut n = self.next_minor.borrow_mut();
+        let d = DevNo::new(253, *n);
+        *n += 1;
+        self.dms.borrow_mut().push((name.into(), d, false));
+        Ok(d)
+    }
+    fn load(&self, name: &str, table: &Table) -> Result<()> {
+        self.call(
+            "dm_load",
+            format!("{name} {}", table.to_string().trim_end()),
+        )?;
+        let d = self
+            .devno(name)?
+            .ok_or(Error::DmNotFound { name: name.into() })?;
+        let deps = table.plain_args().filter_map(|a| a.parse().ok()).collect();
+        self.deps.borrow_mut().insert(d, deps);
+        Ok(())
+    }
+    fn resume(&self, name: &str) -> Result<()> {
+        self.call("dm_resume", name.into())?;
+        for d in self.dms.borrow_mut().iter_mut().filter(|d| d.0 == name) {
+            d.2 = true;
+        }
+        Ok(())
+    }
+    fn remove(&self, name: &str) -> Result<()> {
+        self.call("dm_remove", name.into())?;
+        self.dms.borrow_mut().retain(|d| d.0 != name);
+        Ok(())
+    }
+    fn devno(&self, name: &str) -> Result<Option<DevNo>> {
+        Ok(self.dms.borrow().iter().find(|d| d.0 == name).map(|d| d.1))
+    }
+    fn name_of(&self, dev: DevNo) -> Result<Option<String>> {
+        Ok(self
+            .dms
+            .borrow()
+            .iter()
+            .find(|d| d.1 == dev)
+            .map(|d| d.0.clone()))
+    }
+    fn deps(&self, dev: DevNo) -> Result<Vec<DevNo>> {
+        Ok(self.deps.borrow().get(&dev).cloned().unwrap_or_default())
+    }
+    fn list(&self) -> Result<Vec<DmDevice>> {
+        Ok(self
+            .dms
+            .borrow()
+            .iter()
+            .map(|d| DmDevice {
+                name: d.0.clone(),
+                devno: d.1,
+            })
+            .collect())
+    }
+}
+
+impl Host for Mock {
+    fn resolve(&self, spec: &Path) -> Result<DevNo> {
+        if let Some(d) = spec.to_str().and_then(|s| s.parse().ok()) {
+            return Ok(d);
+        }
+        match spec.to_str() {
+            Some("/dev/vdb" | "/dev/disk/by-id/vdb") => Ok(DEV),
+            Some("/dev/vdc") => Ok(OTHER),
+            Some("/etc/passwd") => Err(Error::NotBlockDevice { path: spec.into() }),
+            _ => Err(Error::Resolve {
+                path: spec.into(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            }),
+        }
+    }
+    fn kernel_name(&self, dev: DevNo) -> Option<String> {
+        match dev {
+            DEV => Some("vdb".into()),
+            OTHER => Some("vdc".into()),
+            _ => None,
+        }
+    }
+    fn ensure_node(&self, path: &Path, dev: DevNo) -> Result<bool> {
+        self.call("ensure_node", format!("{} {dev}", path.display()))?;
+        Ok(!self.udev && self.nodes.borrow_mut().insert(path.into()))
+    }
+    fn remove_node(&self, path: &Path, dev: DevNo) -> Result<bool> {
+        self.call("remove_node", format!("{} {dev}", path.display()))?;
+        Ok(self.nodes.borrow_mut().remove(path))
+    }
+}

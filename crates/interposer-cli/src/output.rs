@@ -1,0 +1,86 @@
+//! Printing: JSON for `--json`, aligned columns for people.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+/// Pretty JSON and a newline on stdout.
+pub fn json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value).map_err(io::Error::from)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Text lines on stdout.
+pub fn lines<I: IntoIterator<Item = String>>(lines: I) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    for l in lines {
+        writeln!(out, "{l}")?;
+    }
+    Ok(())
+}
+
+/// Rows as left-aligned columns separated by two spaces; the first row is
+/// the header.
+pub fn table(rows: &[Vec<String>]) -> Vec<String> {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let width: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    rows.iter()
+        .map(|r| {
+            let cells: Vec<String> = r
+                .iter()
+                .enumerate()
+                .map(|(c, s)| format!("{s:<w$}", w = width[c]))
+                .collect();
+            cells.join("  ").trim_end().to_string()
+        })
+        .collect()
+}
+
+/// Sectors as a human size: `2.0 GiB`.
+pub fn size(sectors: u64) -> String {
+    let bytes = sectors.saturating_mul(512);
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut unit = "KiB";
+    for next in ["MiB", "GiB", "TiB", "PiB"] {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = next;
+    }
+    format!("{v:.1} {unit}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_align() {
+        let t = table(&[
+            vec!["DEVICE".into(), "STATE".into()],
+            vec!["/dev/nvme0n1p2".into(), "attached".into()],
+        ]);
+        assert_eq!(t, ["DEVICE          STATE", "/dev/nvme0n1p2  attached"]);
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(size(1), "512 B");
+        assert_eq!(size(2048), "1.0 MiB");
+        assert_eq!(size(4 << 21), "4.0 GiB");
+    }
+}
