@@ -1,0 +1,58 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# 50 create/remove cycles of a dm-linear interposer on a mounted ext4 while
+# fio writes and verifies, and a buffered writer adds files.  No command may
+# fail, fio must verify every block, every file must match its checksum after
+# a remount, and e2fsck must be clean.
+#
+# TIMEOUT: 1200
+DESCRIPTION="50 live create/remove cycles under verified load lose nothing"
+
+. /tests/common/rc
+
+CYCLES=${CYCLES:-50}
+_load_module
+_mkfs_ext4 /dev/vdb
+_mount /dev/vdb /mnt
+_fio_verify_start cycles /mnt 16M
+(
+	trap - EXIT
+	_n=0
+	while [ ! -e /tmp/stop-files ]; do
+		_n=$((_n + 1))
+		_fill_files /mnt/files/$_n 4
+		(cd /mnt/files/$_n && sha256sum f*) >/tmp/files.$_n.sums
+	done
+) &
+_files=$!
+sleep 2
+
+SZ=$(blockdev --getsz /dev/vdb)
+_c=0
+while [ $_c -lt "$CYCLES" ]; do
+	_c=$((_c + 1))
+	echo "0 $SZ linear [interpose]/dev/vdb 0" | interposer create vdb-lin >/dev/null ||
+		_fail "create failed in cycle $_c"
+	[ $((_c % 10)) -eq 0 ] && interposer ls
+	interposer remove vdb-lin >/dev/null || _fail "remove failed in cycle $_c"
+done
+_log "$CYCLES cycles done"
+touch /tmp/stop-files
+wait $_files
+_fio_stop cycles
+umount /mnt
+_mount /dev/vdb /mnt
+_n=0
+for _s in /tmp/files.*.sums; do
+	_d=${_s#/tmp/files.}
+	_d=${_d%.sums}
+	(cd /mnt/files/"$_d" && sha256sum -c "$_s" >/dev/null) ||
+		_fail "files written in batch $_d do not match"
+	_n=$((_n + 1))
+done
+_log "$_n batches of files match"
+umount /mnt
+_fsck_ext4 /dev/vdb
+_dmesg_check
+echo "Test complete"

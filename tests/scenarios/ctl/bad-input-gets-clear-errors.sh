@@ -1,0 +1,82 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-only
+#
+# Every kind of bad request is refused with an error that names the problem,
+# leaves nothing half-made behind (no dm device, no lower device), and
+# neither disturbs the mounted, busy filesystem on /dev/vdb nor makes the
+# kernel log a warning.  The kernel's own checks are reached through the
+# low-level `interposer attach`, so they are tested even where the library
+# would have caught the mistake first.
+#
+# TIMEOUT: 600
+DESCRIPTION="bad input gets a clear error, leaves nothing behind, harms nothing"
+
+. /tests/common/rc
+
+_load_module
+_mkfs_ext4 /dev/vdb
+_mount /dev/vdb /mnt
+_fill_files /mnt/before 8
+_manifest_make /mnt/before /tmp/before.sums
+_fio_verify_start bad /mnt 8M
+SZ=$(blockdev --getsz /dev/vdb)
+SZC=$(blockdev --getsz /dev/vdc)
+
+echo "not a disk" >/tmp/a-file
+_expect_fail "a path that is not a block device" "not a block device" \
+	interposer create x --table "0 8 linear [interpose]/tmp/a-file 0"
+_expect_fail "a missing device" "does not exist|no such" \
+	interposer create x --table "0 8 linear [interpose]/dev/nosuch 0"
+_expect_fail "a table without [interpose]" "\[interpose\]" \
+	interposer create x --table "0 $SZC linear /dev/vdc 0"
+_expect_fail "a table that also names the device itself" "itself|loop" \
+	interposer create x --table "0 $SZC linear [interpose]/dev/vdc 0
+$SZC $SZC linear /dev/vdc 0"
+_expect_fail "an interposer smaller than the device" "smaller" \
+	interposer create x --table "0 $((SZC / 2)) linear [interpose]/dev/vdc 0"
+_expect_fail "a device interposed onto itself" "itself|same disk|loop" \
+	interposer attach /dev/vdc /dev/vdc
+[ -z "$(dmsetup ls | grep -v 'No devices found')" ] ||
+	_fail "a refused create left a dm device behind: $(dmsetup ls)"
+[ -e /dev/interposer/vdc ] && _fail "a refused request left /dev/interposer/vdc behind"
+
+# The low-level verbs: detach leaves the dm device and the lower device, so
+# the kernel can be asked to attach vdc onto its own lower device.
+echo "0 $SZC linear [interpose]/dev/vdc 0" | interposer create vdc-lin ||
+	_fail "create vdc-lin failed"
+interposer detach /dev/vdc || _fail "detach /dev/vdc failed"
+_expect_fail "a device interposed onto its own lower device" "lower|loop" \
+	interposer attach /dev/vdc /dev/interposer/vdc
+interposer attach /dev/vdc /dev/mapper/vdc-lin || _fail "re-attach of vdc-lin failed"
+interposer remove vdc-lin || _fail "remove vdc-lin failed"
+
+echo "0 $SZ linear [interpose]/dev/vdb 0" | interposer create vdb-lin ||
+	_fail "the valid create failed"
+_expect_fail "interposing a device twice" "already" \
+	interposer create vdb-lin2 --table "0 $SZ linear [interpose]/dev/vdb 0"
+dmsetup info vdb-lin2 >/dev/null 2>&1 && _fail "the second create left vdb-lin2 behind"
+_expect_fail "dmsetup remove of an attached interposer" "busy" \
+	dmsetup --noudevsync remove vdb-lin
+_expect_fail "rmmod while attached" "in use|unavailable|busy" rmmod blk_interposer
+[ "$(_counter /dev/vdb attaches)" -eq 1 ] || _fail "vdb is no longer attached"
+
+# util-linux setpriv (busybox's cannot change the uid)
+[ -x /usr/bin/setpriv ] || _fail "/usr/bin/setpriv (util-linux) is missing from the VM"
+_as_user() { /usr/bin/setpriv --reuid=1000 --regid=1000 --clear-groups "$@"; }
+_expect_fail "a non-root caller (node mode 0600)" "root|permission|CAP_SYS_ADMIN" \
+	_as_user interposer ls
+chmod 0666 /dev/blk-interposer
+_expect_fail "a non-root caller (ioctl check)" "root|permission|CAP_SYS_ADMIN" \
+	_as_user interposer detach /dev/vdb
+chmod 0600 /dev/blk-interposer
+
+interposer remove vdb-lin || _fail "remove failed"
+_fio_stop bad
+umount /mnt
+_mount /dev/vdb /mnt
+_manifest_check /tmp/before.sums /mnt/before
+umount /mnt
+_fsck_ext4 /dev/vdb
+_dmesg_check
+rmmod blk_interposer || _fail "rmmod after remove failed"
+echo "Test complete"
