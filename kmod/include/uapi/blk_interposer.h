@@ -37,6 +37,7 @@
 
 #include <linux/types.h>
 #include <linux/ioctl.h>
+#include <linux/const.h>
 
 #define BLK_INTERPOSER_VERSION_MAJOR	1
 #define BLK_INTERPOSER_VERSION_MINOR	0
@@ -68,11 +69,11 @@ struct blk_interposer_ioctl {
 };
 
 /* Out: the payload did not fit in data_size; @count says how many entries. */
-#define BLK_INTERPOSER_BUFFER_FULL	(1U << 0)
+#define BLK_INTERPOSER_BUFFER_FULL	_BITUL(0)
 
 /* struct blk_interposer_status.state bits */
-#define BLK_INTERPOSER_ST_ATTACHED	(1U << 0)	/* bios are redirected */
-#define BLK_INTERPOSER_ST_GONE		(1U << 1)	/* @dev was deleted */
+#define BLK_INTERPOSER_ST_ATTACHED	_BITUL(0)	/* bios are redirected */
+#define BLK_INTERPOSER_ST_GONE		_BITUL(1)	/* @dev was deleted */
 
 struct blk_interposer_status {
 	struct blk_interposer_devno dev;	/* the interposed device */
