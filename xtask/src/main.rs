@@ -1,6 +1,7 @@
 //! `cargo xtask`: the build and VM test automation of blk-interposer (matklad's xtask style:
 //! plain Rust, only cargo needed to start, `cargo xtask` with no task lists the tasks).
 
+mod checkpatch;
 mod initramfs;
 mod kernel;
 mod kmod;
@@ -58,7 +59,7 @@ enum Task {
         #[arg(long)]
         shell: bool,
     },
-    /// Unit tests, then every matching scenario in its own VM on each kernel.
+    /// Setup, unit tests, then every matching scenario in its own VM on each kernel.
     Test {
         /// 6.1, 6.12, all, or an exact installed release.
         #[arg(long, default_value = "all")]
@@ -77,8 +78,11 @@ enum Task {
         #[arg(long, default_value = kernel::DEFAULT)]
         kernel: String,
     },
-    /// What CI runs: setup, cargo fmt --check, clippy -D warnings, test --kernel all.
+    /// What CI runs: setup, cargo fmt --check, clippy -D warnings, checkpatch --strict on kmod/,
+    /// test --kernel all.
     Ci,
+    /// checkpatch.pl --strict over kmod/ (part of `ci`).
+    Checkpatch,
     /// Create tests/scenarios/GROUP/NAME.sh from the template.
     NewScenario {
         /// e.g. attach/detach-under-write-load-loses-no-io
@@ -126,6 +130,7 @@ fn run(cli: Cli) -> Result<bool> {
             no_unit,
             filters,
         } => {
+            setup::run()?;
             if !no_unit {
                 cargo(&["test", "--workspace"])?;
             }
@@ -136,6 +141,7 @@ fn run(cli: Cli) -> Result<bool> {
             if !root.join("tests/scenarios").join(demo).exists() {
                 bail!("tests/scenarios/{demo} does not exist yet: nothing to demo");
             }
+            setup::run()?;
             return test::boot_one(&root, &kernel, Some(demo.into()), false);
         }
         Task::Ci => {
@@ -149,9 +155,11 @@ fn run(cli: Cli) -> Result<bool> {
                 "-D",
                 "warnings",
             ])?;
+            checkpatch::run(&root)?;
             cargo(&["test", "--workspace"])?;
             return test::run(&root, "all", test::DEFAULT_JOBS, &[]);
         }
+        Task::Checkpatch => checkpatch::run(&root)?,
         Task::NewScenario { name } => scenario::scaffold(&root, &name)?,
     }
     Ok(true)

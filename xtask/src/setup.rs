@@ -19,6 +19,7 @@ const PACKAGES: &[&str] = &[
     "xz-utils",
     "zstd",
     "libclang-dev",
+    "libdevmapper-dev",
     "clang",
     "pkg-config",
     "busybox-static",
@@ -29,6 +30,8 @@ const PACKAGES: &[&str] = &[
     "thin-provisioning-tools",
     "gdisk",
     "util-linux",
+    // checkpatch.pl, for `cargo xtask ci`
+    "linux-source-6.1",
 ];
 
 /// From bookworm-backports: bookworm's qemu 7.2 conflicts with the backports qemu-utils that
