@@ -71,6 +71,15 @@ pub struct Status {
     pub state: State,
     /// Size of the device.
     pub sectors: Sectors,
+    /// What went through it.
+    #[serde(flatten)]
+    pub counters: Counters,
+}
+
+/// The module's counters of one interposed device, since its lower device
+/// was created.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
     /// Bios redirected to an interposer (total).
     pub redirected: u64,
     /// Bios passed down through the lower device.
@@ -93,10 +102,12 @@ impl From<&RawStatus> for Status {
             interposer: (!interposer.is_none()).then_some(interposer),
             state: State::from_bits(r.state),
             sectors: Sectors(r.sectors),
-            redirected: r.redirected,
-            lower_bios: r.lower_bios,
-            deferred: r.deferred,
-            attaches: r.attaches,
+            counters: Counters {
+                redirected: r.redirected,
+                lower_bios: r.lower_bios,
+                deferred: r.deferred,
+                attaches: r.attaches,
+            },
         }
     }
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::dm::DeviceMapper;
 use crate::error::{Error, Result};
 use crate::host::Host;
-use crate::kernel::{Kernel, State, Status};
+use crate::kernel::{Counters, Kernel, State, Status};
 use crate::ops::Ops;
 use crate::types::{DevNo, Sectors};
 
@@ -30,14 +30,9 @@ pub struct Entry {
     pub state: State,
     /// Size of the device in sectors.
     pub sectors: Sectors,
-    /// Bios redirected to the interposer (total).
-    pub redirected: u64,
-    /// Bios passed down through the lower device.
-    pub lower_bios: u64,
-    /// Bios that waited during a switch.
-    pub deferred: u64,
-    /// Attach operations completed.
-    pub attaches: u64,
+    /// What went through it.
+    #[serde(flatten)]
+    pub counters: Counters,
 }
 
 impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
@@ -100,10 +95,7 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
             interposer_dev: s.interposer,
             state: s.state,
             sectors: s.sectors,
-            redirected: s.redirected,
-            lower_bios: s.lower_bios,
-            deferred: s.deferred,
-            attaches: s.attaches,
+            counters: s.counters,
         }
     }
 }

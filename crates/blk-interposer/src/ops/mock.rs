@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::dm::{DeviceMapper, DmDevice, Table};
 use crate::error::{Error, Result};
 use crate::host::Host;
-use crate::kernel::{Kernel, Lower, State, Status};
+use crate::kernel::{Counters, Kernel, Lower, State, Status};
 use crate::types::{DevNo, Sectors, Version};
 
 /// `/dev/vdb` (also `/dev/disk/by-id/vdb`).
@@ -81,10 +81,7 @@ pub fn status(dev: DevNo) -> Status {
         interposer: None,
         state: State::Idle,
         sectors: Sectors(2048),
-        redirected: 0,
-        lower_bios: 0,
-        deferred: 0,
-        attaches: 0,
+        counters: Counters::default(),
     }
 }
 

@@ -32,10 +32,10 @@ fn render(e: &Entry) -> Vec<String> {
         ("lower", format!("{} ({})", e.lower, e.lower_dev)),
         ("interposer", interposer),
         ("state", e.state.as_str().into()),
-        ("redirected", format!("{} bios", e.redirected)),
-        ("lower bios", e.lower_bios.to_string()),
-        ("deferred", e.deferred.to_string()),
-        ("attaches", e.attaches.to_string()),
+        ("redirected", format!("{} bios", e.counters.redirected)),
+        ("lower bios", e.counters.lower_bios.to_string()),
+        ("deferred", e.counters.deferred.to_string()),
+        ("attaches", e.counters.attaches.to_string()),
     ]
     .into_iter()
     .map(|(k, v)| format!("{:<12}{v}", format!("{k}:")))

@@ -39,8 +39,8 @@ fn render(entries: &[Entry]) -> Vec<String> {
                 .or_else(|| e.interposer_dev.map(|d| d.to_string()))
                 .unwrap_or_else(|| "-".into()),
             e.state.as_str().to_string(),
-            e.redirected.to_string(),
-            e.lower_bios.to_string(),
+            e.counters.redirected.to_string(),
+            e.counters.lower_bios.to_string(),
         ]
     }));
     output::table(&rows)
@@ -49,7 +49,7 @@ fn render(entries: &[Entry]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use blk_interposer::{DevNo, Sectors, State};
+    use blk_interposer::{Counters, DevNo, Sectors, State};
 
     #[test]
     fn renders_a_table() {
@@ -62,10 +62,12 @@ mod tests {
             interposer_dev: Some(DevNo::new(253, 0)),
             state: State::Attached,
             sectors: Sectors(2048),
-            redirected: 10,
-            lower_bios: 20,
-            deferred: 0,
-            attaches: 1,
+            counters: Counters {
+                redirected: 10,
+                lower_bios: 20,
+                deferred: 0,
+                attaches: 1,
+            },
         };
         let idle = Entry {
             interposer: None,
