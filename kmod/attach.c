@@ -183,30 +183,36 @@ out_close:
 
 int interposer_detach(struct interposer_dev *ipd)
 {
+	/* An unplugged device has no filesystem left to freeze. */
+	bool freeze = !test_bit(GD_DEAD, &ipd->orig.bdev->bd_disk->state);
 	struct interposer_bdev old;
 	int ret;
 
 	lockdep_assert_held(&interposer_mutex);
 	if (!ipd->target.bdev)
 		return -ENOENT;
-	ret = interposer_freeze(ipd->orig.bdev);
-	if (ret) {
-		pr_err("%pg: cannot freeze: %d\n", ipd->orig.bdev, ret);
-		return ret;
+	if (freeze) {
+		ret = interposer_freeze(ipd->orig.bdev);
+		if (ret) {
+			pr_err("%pg: cannot freeze: %d\n", ipd->orig.bdev, ret);
+			return ret;
+		}
 	}
 	ret = interposer_gate_close(ipd);
 	if (ret) {
 		pr_err("%pg: in-flight I/O to %pg did not drain; is it suspended?\n",
 		       ipd->orig.bdev, ipd->target.bdev);
 		interposer_gate_open(ipd);
-		interposer_thaw_logged(ipd);
+		if (freeze)
+			interposer_thaw_logged(ipd);
 		return ret;
 	}
 	xa_erase(&interposer_active, ipd->dev);
 	old = ipd->target;
 	ipd->target = (struct interposer_bdev){};
 	interposer_gate_open(ipd);
-	interposer_thaw_logged(ipd);
+	if (freeze)
+		interposer_thaw_logged(ipd);
 
 	pr_info("%pg: detached from %pg\n", ipd->orig.bdev, old.bdev);
 	interposer_bdev_close(&old);

@@ -35,6 +35,19 @@ static void interposer_redirect_endio(struct bio *clone)
 	percpu_ref_put(&ipd->gate);	/* taken in interposer_hook_submit() */
 }
 
+/*
+ * The attached device a bio is aimed at, or NULL.  The xarray is keyed by
+ * dev_t, but a disk that was unplugged while attached can come back with the
+ * same number: only the block_device we opened is ours.  RCU (or disabled
+ * preemption) protects the result.
+ */
+static struct interposer_dev *interposer_lookup(struct bio *bio)
+{
+	struct interposer_dev *ipd = xa_load(&interposer_active, bio->bi_bdev->bd_dev);
+
+	return ipd && ipd->orig.bdev == bio->bi_bdev ? ipd : NULL;
+}
+
 /* Called with a gate reference, which the clone carries until it completes. */
 static void interposer_redirect(struct interposer_dev *ipd, struct bio *bio)
 {
@@ -97,7 +110,7 @@ void interposer_hook_submit(struct bio *bio)
 
 again:
 	rcu_read_lock();
-	ipd = xa_load(&interposer_active, bio->bi_bdev->bd_dev);
+	ipd = interposer_lookup(bio);
 	if (ipd && percpu_ref_tryget_live(&ipd->gate)) {
 		rcu_read_unlock();
 		interposer_redirect(ipd, bio);
@@ -153,7 +166,7 @@ static void notrace interposer_ftrace(unsigned long ip, unsigned long parent_ip,
 	 * range; it must finish the way it started.
 	 */
 	if (interposer_is_lower_bio(bio) || bio_flagged(bio, BIO_REMAPPED) ||
-	    !xa_load(&interposer_active, bio->bi_bdev->bd_dev))
+	    !interposer_lookup(bio))
 		return;
 	interposer_set_ip(fregs, (unsigned long)interposer_hook_submit);
 }
