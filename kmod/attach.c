@@ -146,13 +146,10 @@ int interposer_attach(struct interposer_dev *ipd, dev_t target_dev)
 	ret = interposer_check_target(ipd, target.bdev);
 	if (ret)
 		goto out_close;
-	ret = interposer_hook_get();
-	if (ret)
-		goto out_close;
 	ret = interposer_freeze(ipd->orig.bdev);
 	if (ret) {
 		pr_err("%pg: cannot freeze: %d\n", ipd->orig.bdev, ret);
-		goto out_hook;
+		goto out_close;
 	}
 	ret = interposer_gate_close(ipd);
 	if (!ret)
@@ -160,7 +157,7 @@ int interposer_attach(struct interposer_dev *ipd, dev_t target_dev)
 	if (ret) {
 		interposer_gate_open(ipd);
 		interposer_thaw_logged(ipd);
-		goto out_hook;
+		goto out_close;
 	}
 	/* Requests issued straight to the device before the switch end first. */
 	blk_mq_freeze_queue(q);
@@ -174,8 +171,6 @@ int interposer_attach(struct interposer_dev *ipd, dev_t target_dev)
 	pr_info("%pg: attached to %pg\n", ipd->orig.bdev, target.bdev);
 	return 0;
 
-out_hook:
-	interposer_hook_put();
 out_close:
 	interposer_bdev_close(&target);
 	return ret;
@@ -216,7 +211,6 @@ int interposer_detach(struct interposer_dev *ipd)
 
 	pr_info("%pg: detached from %pg\n", ipd->orig.bdev, old.bdev);
 	interposer_bdev_close(&old);
-	interposer_hook_put();
 	module_put(THIS_MODULE);
 	return 0;
 }

@@ -9,8 +9,15 @@
  * it passes on, and the callback lets those through because their device is
  * not interposed (a clone aimed at the interposer) or because they carry the
  * lower device's marker (clones from the lower device and the remainders the
- * block layer splits off them).  With nothing attached the hook is not
- * registered at all.
+ * block layer splits off them).
+ *
+ * The hook is registered with the first lower device and unregistered with
+ * the last, not at every attach and detach: registering rewrites the first
+ * instructions of submit_bio_noacct() while other CPUs run through them, and
+ * under qemu TCG a CPU once executed a stale int3 there (an oops) in a race
+ * of hundreds of attach/detach calls under I/O.  Patching per lower device
+ * keeps that rare and the switch itself free of code patching.  With no
+ * lower device the hook is not registered at all.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -178,7 +185,7 @@ static struct ftrace_ops interposer_ftrace_ops = {
 
 static unsigned int interposer_hook_users;	/* under interposer_mutex */
 
-/* Register the hook for the first attachment. */
+/* Register the hook for the first lower device. */
 int interposer_hook_get(void)
 {
 	unsigned long ip = (unsigned long)submit_bio_noacct;

@@ -109,8 +109,14 @@ struct interposer_dev *interposer_dev_create(dev_t dev)
 	ret = interposer_gate_init(ipd);
 	if (ret)
 		goto fail;
+	ret = interposer_hook_get();
+	if (ret) {
+		percpu_ref_exit(&ipd->gate);
+		goto fail;
+	}
 	ret = interposer_lower_create(ipd);
 	if (ret) {
+		interposer_hook_put();
 		percpu_ref_exit(&ipd->gate);
 		goto fail;
 	}
@@ -135,6 +141,7 @@ int interposer_dev_destroy(struct interposer_dev *ipd)
 	list_del(&ipd->node);
 	synchronize_rcu();	/* hook lookups that found it are done */
 	interposer_gate_exit(ipd);
+	interposer_hook_put();
 	interposer_put(ipd);	/* sleepers in the hook may hold the last one */
 	return 0;
 }
