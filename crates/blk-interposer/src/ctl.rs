@@ -66,21 +66,10 @@ impl Control {
     fn do_ioctl(&self, cmd: Cmd, req: Request) -> Result<(IoctlHeader, Vec<u8>)> {
         let mut payload = req.payload;
         loop {
-            let size = HEADER_SIZE + payload;
-            let data_size = u32::try_from(size).map_err(|_| Error::BadReply {
-                op: cmd.c_name(),
-                what: format!("a reply of {size} bytes does not fit in data_size"),
-            })?;
+            let hdr = request_header(cmd, req, payload)?;
+            let size = hdr.data_size as usize;
             // u64 storage: the payload holds u64 fields.
             let mut buf = vec![0u64; size.div_ceil(8)];
-            let hdr = IoctlHeader {
-                version: Version::OURS.to_array(),
-                data_size,
-                data_start: HEADER_SIZE as u32,
-                dev: req.dev.into(),
-                interposer: req.interposer.into(),
-                ..Default::default()
-            };
             let ptr = buf.as_mut_ptr().cast::<u8>();
             // SAFETY: buf is at least HEADER_SIZE bytes and 8-aligned.
             unsafe { ptr.cast::<IoctlHeader>().write(hdr) };
@@ -93,8 +82,7 @@ impl Control {
                 return Err(map_errno(cmd, errno, Version::from_array(out.version), req));
             }
             if out.flags & abi::BUFFER_FULL != 0 {
-                let need = out.count as usize * STATUS_SIZE;
-                payload = (payload.max(STATUS_SIZE) * 2).max(need);
+                payload = grown_payload(payload, out.count);
                 continue;
             }
             // SAFETY: buf holds size initialised bytes.
@@ -102,6 +90,29 @@ impl Control {
             return Ok((out, bytes[HEADER_SIZE..].to_vec()));
         }
     }
+}
+
+/// The header of one command with `payload` bytes of room after it.
+fn request_header(cmd: Cmd, req: Request, payload: usize) -> Result<IoctlHeader> {
+    let size = HEADER_SIZE.saturating_add(payload);
+    let data_size = u32::try_from(size).map_err(|_| Error::BadReply {
+        op: cmd.c_name(),
+        what: format!("a reply of {size} bytes does not fit in data_size"),
+    })?;
+    Ok(IoctlHeader {
+        version: Version::OURS.to_array(),
+        data_size,
+        data_start: HEADER_SIZE as u32,
+        dev: req.dev.into(),
+        interposer: req.interposer.into(),
+        ..Default::default()
+    })
+}
+
+/// Payload room for the retry after BUFFER_FULL with `count` entries.
+fn grown_payload(payload: usize, count: u32) -> usize {
+    let need = (count as usize).saturating_mul(STATUS_SIZE);
+    payload.max(STATUS_SIZE).saturating_mul(2).max(need)
 }
 
 /// Map errno of `cmd` to the typed error, with the meaning the kernel gives it.
@@ -367,6 +378,80 @@ mod tests {
         assert_eq!(list[0].state, crate::State::Attached);
         assert!(parse_statuses("LIST", 3, &bytes).is_err());
         assert!(parse_statuses("LIST", 0, &[]).unwrap().is_empty());
+    }
+
+    /// Seeded random requests: the header builder and the BUFFER_FULL growth
+    /// never panic, and every header they accept is one the kernel accepts.
+    #[test]
+    fn request_builder_fuzz() {
+        let mut x = 0x243F_6A88_85A3_08D3u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let edge = [
+            0u64,
+            1,
+            87,
+            88,
+            103,
+            104,
+            4095,
+            u32::MAX as u64 - 88,
+            u32::MAX as u64,
+            u64::MAX,
+        ];
+        for i in 0..5_000 {
+            let pick = |v: u64| {
+                if v.is_multiple_of(3) {
+                    edge[(v / 3) as usize % edge.len()]
+                } else {
+                    v
+                }
+            };
+            let r = Request {
+                dev: DevNo::new(pick(next()) as u32, pick(next()) as u32),
+                interposer: DevNo::new(next() as u32, next() as u32),
+                payload: 0,
+            };
+            let payload = (pick(next()) >> (next() % 64)) as usize;
+            let cmd = Cmd::ALL[i % Cmd::ALL.len()];
+            match request_header(cmd, r, payload) {
+                Ok(h) => {
+                    assert_eq!(h.data_size as usize, HEADER_SIZE + payload);
+                    assert_eq!(h.data_start as usize, HEADER_SIZE);
+                    assert!(h.data_start <= h.data_size);
+                    assert_eq!(h.version, Version::OURS.to_array());
+                    assert_eq!(DevNo::from(h.dev), r.dev);
+                    assert_eq!(DevNo::from(h.interposer), r.interposer);
+                }
+                Err(e) => {
+                    assert!(
+                        HEADER_SIZE + payload.min(usize::MAX - HEADER_SIZE) > u32::MAX as usize
+                    );
+                    assert!(e.to_string().contains("does not fit"), "{e}");
+                }
+            }
+            let count = pick(next()) as u32;
+            let grown = grown_payload(payload, count);
+            assert!(grown > payload || payload.saturating_mul(2) == payload);
+            assert!(grown >= (count as usize) * STATUS_SIZE);
+            // Whatever the kernel sends back must parse or be refused, not panic.
+            let len = (next() % 600) as usize;
+            let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if let Ok(list) = parse_statuses("LIST", count % 8, &bytes) {
+                assert_eq!(list.len(), (count % 8) as usize);
+            }
+            let _ = map_errno(
+                cmd,
+                Errno::from_raw((next() % 140) as i32),
+                Version::from_array([next() as u32, 0, 0]),
+                r,
+            )
+            .to_string();
+        }
     }
 
     #[test]

@@ -172,6 +172,16 @@ impl FromStr for Table {
                 continue;
             }
             let l = parse_line(i + 1, trimmed)?;
+            if l.start.0.checked_add(l.length.0).is_none() {
+                // size() would overflow; dm could not map it either.
+                return Err(Error::TableSyntax {
+                    line: i + 1,
+                    what: format!(
+                        "{} + {} sectors ends beyond the largest sector number",
+                        l.start, l.length
+                    ),
+                });
+            }
             let expect = lines
                 .last()
                 .map_or(0, |p| p.start.0.saturating_add(p.length.0));
@@ -240,6 +250,10 @@ mod tests {
             ("0 8 linear /dev/a 0\n9 8 linear /dev/a 0", "expected 8"),
             ("0 8 averyveryverylongtarget x", "not a target"),
             ("0 8 linear [interpose] 0", "needs a device"),
+            (
+                "0 18446744073709551615 zero\n18446744073709551615 1 zero",
+                "beyond the largest",
+            ),
         ] {
             let e = bad.parse::<Table>().unwrap_err().to_string();
             assert!(e.contains(what), "{bad:?}: {e}");
