@@ -49,6 +49,8 @@ const TOOLS: &[&str] = &[
     "thin_check",
     "thin_dump",
     "cache_check",
+    // pvcreate, vgcreate, lvcreate, ... are `lvm <command>`
+    "lvm",
 ];
 
 /// Kernel modules loadable in the VM (with their dependencies). Missing ones are reported,
@@ -110,8 +112,14 @@ pub fn build_cli(root: &Path) -> Result<Option<PathBuf>> {
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     run_cmd(&cargo, &["build", "--release", "-p", "interposer-cli"], &[])?;
+    if root.join("crates/vm-tools/Cargo.toml").exists() {
+        run_cmd(&cargo, &["build", "--release", "-p", "vm-tools"], &[])?;
+    }
     Ok(Some(root.join("target/release/interposer")))
 }
+
+/// Test programs of crates/vm-tools, installed next to `interposer` in the VM.
+const VM_TOOLS: &[&str] = &["stamp-writer", "hostile-ioctl"];
 
 /// Pack `initramfs.cpio.gz` for `kernel` and return its path.
 pub fn build(
@@ -384,6 +392,17 @@ fn build_overlay(
         let mut copied = HashSet::new();
         for lib in shared_libraries(cli)? {
             install(stage, &lib, &mut copied)?;
+        }
+        // Built by build_cli into the same directory.
+        for tool in VM_TOOLS {
+            let src = cli.with_file_name(tool);
+            if src.exists() {
+                fs::copy(&src, stage.join("usr/bin").join(tool))
+                    .with_context(|| format!("copying {}", src.display()))?;
+                for lib in shared_libraries(&src)? {
+                    install(stage, &lib, &mut copied)?;
+                }
+            }
         }
     }
 

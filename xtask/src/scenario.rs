@@ -180,6 +180,8 @@ const TEMPLATE: &str = r#"#!/bin/sh
 # failing command (set -e below). SKIP: `_skip REASON` for a missing requirement.
 # Conventions: tabs, quoted expansions, `_`-prefixed helpers and CAPS variables are the
 # framework's (tests/common/rc documents each helper).
+# The host runs qemu monitor commands the scenario asks for: `_qemu_monitor device_del vdc`
+# then `_wait_disk_gone vdc` hot-unplugs a disk (the disks' qemu ids are vda..vdd).
 
 DESCRIPTION="does what this scenario proves"
 

@@ -28,6 +28,8 @@ const PACKAGES: &[&str] = &[
     "xfsprogs",
     "fio",
     "thin-provisioning-tools",
+    // LVM on interposed devices (tests/scenarios/reliability/stacked-lvm-no-deadlock.sh)
+    "lvm2",
     "gdisk",
     "util-linux",
     // checkpatch.pl, for `cargo xtask ci`

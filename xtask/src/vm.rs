@@ -6,10 +6,16 @@
 //!   the run directory, with qemu device ids vda..vdd (`device_del vdb` on the monitor
 //!   socket `monitor.sock` unplugs one);
 //! - the console prints `VM-BOOTED`, the scenario's output, `SCENARIO-EXIT <rc>`, then the
-//!   whole dmesg between `===DMESG===` and `===END===`, and powers off.
+//!   whole dmesg between `===DMESG===` and `===END===`, and powers off;
+//! - a console line `XTASK-MONITOR <command>` (printed by `_qemu_monitor` in tests/common/rc)
+//!   asks the host to run `<command>` on the qemu monitor: the guest cannot reach the socket
+//!   itself. Only the commands in [`MONITOR_COMMANDS`] are forwarded; the reply is logged as
+//!   `HOST: monitor ...`. There is no channel back: the scenario waits for the effect (the
+//!   disk vanishing from /sys/block). Not in `--shell` mode, whose console is the terminal.
 
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -21,6 +27,14 @@ use crate::kernel::Kernel;
 
 /// Disk name and size in MiB, in the order the guest enumerates them.
 pub const DISKS: &[(&str, u64)] = &[("vda", 128), ("vdb", 512), ("vdc", 256), ("vdd", 64)];
+
+/// Monitor commands a scenario may request with `XTASK-MONITOR`: hot-unplug and
+/// hot-plug of devices and drives, and queries. Anything else is refused (and logged).
+pub const MONITOR_COMMANDS: &[&str] =
+    &["device_del", "device_add", "drive_del", "drive_add", "info"];
+
+/// The marker of a monitor request on the console.
+const MONITOR_REQUEST: &str = "XTASK-MONITOR ";
 
 /// How one VM run is set up.
 pub struct VmConfig<'a> {
@@ -108,12 +122,21 @@ pub fn run(cfg: &VmConfig) -> Result<VmOutcome> {
                 if boot.is_none() && line.contains("VM-BOOTED") {
                     boot = Some(start.elapsed());
                 }
-                if cfg.stream {
-                    println!("{line}");
+                let reply = monitor_request(&line).map(|cmd| {
+                    let answer = match monitor_command(&cfg.dir.join("monitor.sock"), cmd) {
+                        Ok(text) => text,
+                        Err(e) => format!("failed: {e:#}"),
+                    };
+                    format!("HOST: monitor `{cmd}`: {answer}")
+                });
+                for line in std::iter::once(line).chain(reply) {
+                    if cfg.stream {
+                        println!("{line}");
+                    }
+                    writeln!(file, "{line}")?;
+                    console.push_str(&line);
+                    console.push('\n');
                 }
-                writeln!(file, "{line}")?;
-                console.push_str(&line);
-                console.push('\n');
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 timed_out = true;
@@ -144,6 +167,73 @@ pub fn run(cfg: &VmConfig) -> Result<VmOutcome> {
         wall,
         boot,
     })
+}
+
+/// The command of a console line `XTASK-MONITOR <command>` (kernel messages may precede
+/// the marker on the same console line).
+fn monitor_request(line: &str) -> Option<&str> {
+    let (_, cmd) = line.split_once(MONITOR_REQUEST)?;
+    let cmd = cmd.trim();
+    (!cmd.is_empty()).then_some(cmd)
+}
+
+/// Run one human-monitor (HMP) command on qemu's monitor socket and return its output,
+/// or why it was not run.
+fn monitor_command(socket: &Path, cmd: &str) -> Result<String> {
+    const PROMPT: &str = "(qemu) ";
+    let verb = cmd.split_whitespace().next().unwrap_or_default();
+    if !MONITOR_COMMANDS.contains(&verb) || cmd.contains(['\n', '\r']) {
+        anyhow::bail!(
+            "refused: only {} are forwarded",
+            MONITOR_COMMANDS.join(", ")
+        );
+    }
+    let mut sock = UnixStream::connect(socket)
+        .with_context(|| format!("connecting to {}", socket.display()))?;
+    sock.set_read_timeout(Some(Duration::from_secs(10)))?;
+    // The banner ends with the first prompt; the command's output ends with the next one.
+    fn read_to_prompt(sock: &mut UnixStream) -> Result<String> {
+        let mut text = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&text).ends_with(PROMPT) {
+            let n = sock.read(&mut buf).context("reading the monitor")?;
+            anyhow::ensure!(n > 0, "the monitor closed the connection");
+            text.extend_from_slice(&buf[..n]);
+        }
+        Ok(String::from_utf8_lossy(&text).into_owned())
+    }
+    read_to_prompt(&mut sock)?;
+    writeln!(sock, "{cmd}")?;
+    let out = read_to_prompt(&mut sock)?;
+    // HMP echoes the command line (with terminal escapes) before its output.
+    let out = out.trim_end_matches(PROMPT);
+    let out = out.rsplit_once(cmd).map_or(out, |(_, rest)| rest);
+    let out = strip_escapes(out);
+    let out = out.trim().replace('\n', " | ");
+    Ok(if out.is_empty() { "ok".into() } else { out })
+}
+
+/// `text` without terminal escape sequences (`ESC [ ... letter`) and control characters
+/// other than newlines.
+fn strip_escapes(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // CSI: ESC [ parameters final-letter; anything else: drop the ESC alone.
+            if chars.clone().next() == Some('[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else if !c.is_control() || c == '\n' {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn qemu_command(cfg: &VmConfig) -> Result<Command> {
@@ -188,4 +278,37 @@ fn qemu_command(cfg: &VmConfig) -> Result<Command> {
             .arg(format!("virtio-blk-pci,drive=drive-{name},id={name}"));
     }
     Ok(cmd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monitor_requests_are_found_on_console_lines() {
+        assert_eq!(
+            monitor_request("XTASK-MONITOR device_del vdc"),
+            Some("device_del vdc")
+        );
+        assert_eq!(
+            monitor_request("[   5.123456] virtio XTASK-MONITOR device_del vdc\r"),
+            Some("device_del vdc")
+        );
+        assert_eq!(monitor_request("XTASK-MONITOR "), None);
+        assert_eq!(monitor_request("the scenario says XTASK-MONITOR"), None);
+    }
+
+    #[test]
+    fn escapes_are_stripped_from_monitor_replies() {
+        assert_eq!(
+            strip_escapes("\x1b[K\r\nDevice 'x' not found\r\n"),
+            "\nDevice 'x' not found\n"
+        );
+    }
+
+    #[test]
+    fn unknown_monitor_commands_are_refused() {
+        let err = monitor_command(Path::new("/nonexistent"), "quit").unwrap_err();
+        assert!(format!("{err}").contains("refused"), "{err}");
+    }
 }
