@@ -141,19 +141,40 @@ pub fn run(root: &Path, spec: &str, jobs: usize, filters: &[String]) -> Result<b
     Ok(summary.finish())
 }
 
+/// How often a VM whose guest never booted is started again.
+const BOOT_ATTEMPTS: usize = 3;
+
+/// Run one scenario.  qemu 10.0's TCG sometimes aborts during firmware start-up
+/// (`iotlb_to_section: Assertion ... failed`, seen twice in ~100 runs), before the guest
+/// kernel runs: such a run is started again, and says so.  A run whose guest booted is
+/// never repeated, so a retry cannot hide a failure of the scenario or the module.
 fn run_scenario(
     root: &Path,
     kernel: &Kernel,
     initrd: &Path,
     s: &Scenario,
 ) -> Result<vm::VmOutcome> {
-    vm::run(&VmConfig {
-        kernel,
-        initramfs: initrd,
-        dir: run_dir(root, kernel, s.name()),
-        scenario: Some(s.path.clone()),
-        shell: false,
-        stream: false,
-        timeout: s.timeout,
-    })
+    let mut attempt = 1;
+    loop {
+        let outcome = vm::run(&VmConfig {
+            kernel,
+            initramfs: initrd,
+            dir: run_dir(root, kernel, s.name()),
+            scenario: Some(s.path.clone()),
+            shell: false,
+            stream: false,
+            timeout: s.timeout,
+        })?;
+        if outcome.boot.is_some() || outcome.timed_out || attempt == BOOT_ATTEMPTS {
+            return Ok(outcome);
+        }
+        let last = outcome.console.lines().rev().find(|l| !l.trim().is_empty());
+        println!(
+            "note: {} {}: the VM died before the guest booted ({}); starting it again",
+            kernel.alias,
+            s.name(),
+            last.unwrap_or("no output").trim()
+        );
+        attempt += 1;
+    }
 }
