@@ -16,16 +16,7 @@ _load_module
 _mkfs_ext4 /dev/vdb
 _mount /dev/vdb /mnt
 _fio_verify_start cycles /mnt 16M
-(
-	trap - EXIT
-	_n=0
-	while [ ! -e /tmp/stop-files ]; do
-		_n=$((_n + 1))
-		_fill_files /mnt/files/$_n 4
-		(cd /mnt/files/$_n && sha256sum f*) >/tmp/files.$_n.sums
-	done
-) &
-_files=$!
+_file_writer_start /mnt/files
 sleep 2
 
 SZ=$(blockdev --getsz /dev/vdb)
@@ -38,20 +29,11 @@ while [ $_c -lt "$CYCLES" ]; do
 	interposer remove vdb-lin >/dev/null || _fail "remove failed in cycle $_c"
 done
 _log "$CYCLES cycles done"
-touch /tmp/stop-files
-wait $_files
+_file_writer_stop
 _fio_stop cycles
 umount /mnt
 _mount /dev/vdb /mnt
-_n=0
-for _s in /tmp/files.*.sums; do
-	_d=${_s#/tmp/files.}
-	_d=${_d%.sums}
-	(cd /mnt/files/"$_d" && sha256sum -c "$_s" >/dev/null) ||
-		_fail "files written in batch $_d do not match"
-	_n=$((_n + 1))
-done
-_log "$_n batches of files match"
+_file_batches_check /mnt/files
 umount /mnt
 _fsck_ext4 /dev/vdb
 _dmesg_check

@@ -32,18 +32,6 @@ _have_program stamp-writer dmsetup
 _have_module dm_flakey
 _load_module
 
-_wait_gone() {
-	_n=0
-	while kill -0 "$1" 2>/dev/null; do
-		_n=$((_n + 1))
-		if [ "$_n" -gt $(($2 * 10)) ]; then
-			echo w >/proc/sysrq-trigger 2>/dev/null || true
-			_fail "$3: still running after $2 s (stuck?)"
-		fi
-		sleep 0.1
-	done
-}
-
 # _swap TABLE: replace base's live table, as an administrator would.
 _swap() {
 	timeout 60 dmsetup --noudevsync suspend base || _fail "suspend base failed or hung"

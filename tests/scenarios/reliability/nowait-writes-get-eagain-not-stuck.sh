@@ -30,19 +30,6 @@ DESCRIPTION="NOWAIT (RWF_NOWAIT, io_uring) writes during 48 switches get success
 _have_program stamp-writer fio
 _load_module
 
-# _wait_gone PID SECONDS WHAT: fail if PID is still alive after SECONDS.
-_wait_gone() {
-	_n=0
-	while kill -0 "$1" 2>/dev/null; do
-		_n=$((_n + 1))
-		if [ "$_n" -gt $(($2 * 10)) ]; then
-			echo w >/proc/sysrq-trigger 2>/dev/null || true
-			_fail "$3: still running after $2 s (stuck?)"
-		fi
-		sleep 0.1
-	done
-}
-
 SZ=$(blockdev --getsz /dev/vdc)
 HALF=$((SZ / 2))
 MAP=/tmp/nowait.map

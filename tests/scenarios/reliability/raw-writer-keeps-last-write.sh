@@ -28,18 +28,6 @@ DESCRIPTION="overlapping sequence-stamped O_DIRECT writes on a raw device keep t
 _have_program stamp-writer
 _load_module
 
-_wait_gone() {
-	_n=0
-	while kill -0 "$1" 2>/dev/null; do
-		_n=$((_n + 1))
-		if [ "$_n" -gt $(($2 * 10)) ]; then
-			echo w >/proc/sysrq-trigger 2>/dev/null || true
-			_fail "$3: still running after $2 s (stuck?)"
-		fi
-		sleep 0.1
-	done
-}
-
 SZ=$(blockdev --getsz /dev/vdc)
 REGION=65536 # sectors: 32 MiB, small enough that writes overlap all the time
 MAP=/tmp/raw.map

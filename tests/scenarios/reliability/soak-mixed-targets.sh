@@ -121,17 +121,7 @@ _log "memory at start: $START"
 _slab_print
 
 _fio_verify_start soak /mnt 16M
-(
-	trap - EXIT
-	_n=0
-	while [ ! -e /tmp/stop-files ]; do
-		_n=$((_n + 1))
-		_fill_files /mnt/files/$_n 4
-		(cd /mnt/files/$_n && sha256sum f*) >/tmp/files.$_n.sums
-		sleep 1
-	done
-) &
-_files=$!
+_file_writer_start /mnt/files 1
 sleep 2
 
 _t0=$(cut -d. -f1 /proc/uptime)
@@ -144,8 +134,7 @@ done
 _t1=$(cut -d. -f1 /proc/uptime)
 _log "$CYCLES cycles in $((_t1 - _t0)) s"
 
-touch /tmp/stop-files
-wait $_files
+_file_writer_stop
 _fio_stop soak
 interposer ls
 [ -z "$(interposer ls | grep -v '^No interposed')" ] || _fail "interposer ls is not empty"
@@ -168,15 +157,7 @@ echo "SLAB-FIGURES kernel=$(uname -r) cycles=$CYCLES start: $START end: $END"
 
 umount /mnt
 _mount /dev/vdb /mnt
-_n=0
-for _s in /tmp/files.*.sums; do
-	_d=${_s#/tmp/files.}
-	_d=${_d%.sums}
-	(cd /mnt/files/"$_d" && sha256sum -c "$_s" >/dev/null) ||
-		_fail "files written in batch $_d do not match after the remount"
-	_n=$((_n + 1))
-done
-_log "$_n batches of files match after the remount"
+_file_batches_check /mnt/files
 umount /mnt
 _fsck_ext4 /dev/vdb
 _dmesg_check

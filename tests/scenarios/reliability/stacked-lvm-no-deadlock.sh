@@ -71,16 +71,7 @@ dmsetup table vgt-lv
 _mkfs_ext4 $LV
 _mount $LV /mnt
 _fio_verify_start lvm /mnt 16M
-(
-	trap - EXIT
-	_n=0
-	while [ ! -e /tmp/stop-files ]; do
-		_n=$((_n + 1))
-		_fill_files /mnt/files/$_n 4
-		(cd /mnt/files/$_n && sha256sum f*) >/tmp/files.$_n.sums
-	done
-) &
-_files=$!
+_file_writer_start /mnt/files
 sleep 2
 
 _log "phase 1: $CYCLES switches on the PV /dev/vdb below the LV"
@@ -134,8 +125,7 @@ PV_DEFERRED=$(_counter /dev/vdb deferred)
 timeout 60 interposer remove vdb-lin >/dev/null || _fail "remove vdb-lin failed"
 _log "PV after all phases: $(_counter /dev/vdb attaches) attaches, $(_counter /dev/vdb redirected) bios redirected, deferred (parked by a nested submitter): $PV_DEFERRED"
 
-touch /tmp/stop-files
-wait $_files
+_file_writer_stop
 _fio_stop lvm
 umount /mnt
 dmsetup remove hold-vdb || _fail "dmsetup remove hold-vdb failed"
@@ -144,15 +134,7 @@ _lvm vgchange -q -an vgt
 _lvm vgchange -q -ay vgt
 [ -b $LV ] || dmsetup mknodes
 _mount $LV /mnt
-_n=0
-for _s in /tmp/files.*.sums; do
-	_d=${_s#/tmp/files.}
-	_d=${_d%.sums}
-	(cd /mnt/files/"$_d" && sha256sum -c "$_s" >/dev/null) ||
-		_fail "files written in batch $_d do not match after the remount"
-	_n=$((_n + 1))
-done
-_log "$_n batches of files match after deactivating and reactivating the VG"
+_file_batches_check /mnt/files
 _fio_verify_only lvm || _fail "fio: the file does not verify after the remount"
 umount /mnt
 _fsck_ext4 $LV
