@@ -151,7 +151,11 @@ pub fn build(
     let out = layout.initramfs();
     let mut bytes = fs::read(&base)?;
     bytes.extend(fs::read(&overlay)?);
-    fs::write(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+    // Renamed into place, so that a VM started by another xtask run never reads a half-written
+    // initramfs ("Initramfs unpacking failed: read error").
+    let tmp = out.with_extension(format!("tmp.{}", std::process::id()));
+    fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, &out).with_context(|| format!("renaming {} into place", tmp.display()))?;
     println!("initramfs: {} ({} MiB)", out.display(), bytes.len() >> 20);
     Ok(out)
 }
