@@ -578,32 +578,21 @@ fn single_calls(fd: RawFd, d: &Devs, rep: &mut Report) {
             format!("{st:?}"),
         ),
     );
-    let p = guard.header_at_end(
-        IoctlHeader {
-            data_size: u32::MAX,
-            ..header(dev, none, 0)
-        },
-        0,
-    );
-    let got = raw_ioctl(fd, req(Cmd::Status), p).map_or_else(|e| e as i32, |_| 0);
-    rep.check(
-        "STATUS: data_size 4 GiB, payload in an unmapped page",
-        libc::EFAULT,
-        got,
-    );
-    let p = guard.header_at_end(
-        IoctlHeader {
-            data_size: u32::MAX,
-            ..header(none, none, 0)
-        },
-        0,
-    );
-    let got = raw_ioctl(fd, req(Cmd::List), p).map_or_else(|e| e as i32, |_| 0);
-    rep.check(
-        "LIST: data_size 4 GiB, payload in an unmapped page",
-        libc::EFAULT,
-        got,
-    );
+    for (cmd, target, what) in [(Cmd::Status, dev, "STATUS"), (Cmd::List, none, "LIST")] {
+        let p = guard.header_at_end(
+            IoctlHeader {
+                data_size: u32::MAX,
+                ..header(target, none, 0)
+            },
+            0,
+        );
+        let got = raw_ioctl(fd, req(cmd), p).map_or_else(|e| e as i32, |_| 0);
+        rep.check(
+            &format!("{what}: data_size 4 GiB, payload in an unmapped page"),
+            libc::EFAULT,
+            got,
+        );
+    }
     let (e, b) = call(
         fd,
         Cmd::List,
