@@ -4,7 +4,7 @@
 //! - kernel command line `scenario=<path under tests/scenarios>` (and `shell=1` for a shell);
 //! - disks /dev/vda 128M, vdb 512M, vdc 256M, vdd 64M: fresh sparse raw files per run, in
 //!   the run directory, with qemu device ids vda..vdd (`device_del vdb` on the monitor
-//!   socket `monitor.sock` unplugs one);
+//!   socket unplugs one; the socket lives in the temp dir, see `monitor_socket`);
 //! - the console prints `VM-BOOTED`, the scenario's output, `SCENARIO-EXIT <rc>`, then the
 //!   whole dmesg between `===DMESG===` and `===END===`, and powers off;
 //! - a console line `XTASK-MONITOR <command>` (printed by `_qemu_monitor` in tests/common/rc)
@@ -40,7 +40,7 @@ const MONITOR_REQUEST: &str = "XTASK-MONITOR ";
 pub struct VmConfig<'a> {
     pub kernel: &'a Kernel,
     pub initramfs: &'a Path,
-    /// Run directory: disks, console.log and monitor.sock live here.
+    /// Run directory: disks and console.log live here.
     pub dir: PathBuf,
     /// Path below tests/scenarios, or None to boot straight into the shell.
     pub scenario: Option<String>,
@@ -123,7 +123,7 @@ pub fn run(cfg: &VmConfig) -> Result<VmOutcome> {
                     boot = Some(start.elapsed());
                 }
                 let reply = monitor_request(&line).map(|cmd| {
-                    let answer = match monitor_command(&cfg.dir.join("monitor.sock"), cmd) {
+                    let answer = match monitor_command(&monitor_socket(&cfg.dir), cmd) {
                         Ok(text) => text,
                         Err(e) => format!("failed: {e:#}"),
                     };
@@ -155,6 +155,7 @@ pub fn run(cfg: &VmConfig) -> Result<VmOutcome> {
     }
     let status = child.wait()?;
     let wall = start.elapsed();
+    let _ = fs::remove_file(monitor_socket(&cfg.dir));
     writeln!(
         file,
         "HOST: qemu {status}, wall {:.1} s",
@@ -236,6 +237,16 @@ fn strip_escapes(text: &str) -> String {
     out
 }
 
+/// The monitor socket of the VM that runs in `dir`. Not inside `dir`: a unix socket path
+/// must fit in 108 bytes, and a checkout under a deep path plus
+/// `target/vm/<release>/<group>/<scenario>/` does not (CI failed on exactly that).
+fn monitor_socket(dir: &Path) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    dir.hash(&mut h);
+    std::env::temp_dir().join(format!("xtask-monitor-{:016x}.sock", h.finish()))
+}
+
 fn qemu_command(cfg: &VmConfig) -> Result<Command> {
     let dir = &cfg.dir;
     let mut append = String::from("console=ttyS0 panic=-1 quiet");
@@ -245,7 +256,7 @@ fn qemu_command(cfg: &VmConfig) -> Result<Command> {
     if cfg.shell {
         append.push_str(" shell=1");
     }
-    let monitor = dir.join("monitor.sock");
+    let monitor = monitor_socket(dir);
     let _ = fs::remove_file(&monitor);
 
     let mut cmd = Command::new("qemu-system-x86_64");
@@ -304,6 +315,14 @@ mod tests {
             strip_escapes("\x1b[K\r\nDevice 'x' not found\r\n"),
             "\nDevice 'x' not found\n"
         );
+    }
+
+    #[test]
+    fn monitor_sockets_are_short_and_distinct() {
+        let deep = Path::new("/a/very/deep/checkout/of/the/project/target/vm/6.12.95+deb12-cloud-amd64/reliability/nowait-writes-get-eagain-not-stuck");
+        let s = monitor_socket(deep);
+        assert!(s.as_os_str().len() < 108, "{}", s.display());
+        assert_ne!(s, monitor_socket(&deep.with_file_name("other")));
     }
 
     #[test]
