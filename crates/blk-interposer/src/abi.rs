@@ -10,7 +10,7 @@ use nix::sys::ioctl::ioctl_num_type;
 /// Major version: a different major is incompatible.
 pub const VERSION_MAJOR: u32 = 1;
 /// Minor version: a larger minor adds backward-compatible features.
-pub const VERSION_MINOR: u32 = 0;
+pub const VERSION_MINOR: u32 = 1;
 /// Patch version: compatible both ways.
 pub const VERSION_PATCH: u32 = 0;
 
@@ -93,6 +93,19 @@ pub struct RawStatus {
     pub lower_name: [u8; NAME_LEN],
 }
 
+/// `struct blk_interposer_switch`: one entry of [`Cmd::Switch`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawSwitch {
+    /// The interposed device.
+    pub dev: RawDevno,
+    /// Where its bios go from now on; `0:0` detaches it.
+    pub interposer: RawDevno,
+}
+
+/// At most this many entries in one [`Cmd::Switch`].
+pub const SWITCH_MAX: usize = 64;
+
 /// The ioctl type ("magic") of every command.
 pub const IOCTL_MAGIC: u8 = 0xB7;
 
@@ -114,11 +127,13 @@ pub enum Cmd {
     Status = 5,
     /// An array of [`RawStatus`], one per lower device.
     List = 6,
+    /// (1.1) Move several devices to new interposers at one point in time.
+    Switch = 7,
 }
 
 impl Cmd {
     /// Every command, in number order.
-    pub const ALL: [Cmd; 7] = [
+    pub const ALL: [Cmd; 8] = [
         Cmd::Version,
         Cmd::LowerCreate,
         Cmd::LowerRemove,
@@ -126,6 +141,7 @@ impl Cmd {
         Cmd::Detach,
         Cmd::Status,
         Cmd::List,
+        Cmd::Switch,
     ];
 
     /// The C name without prefix, as the header spells it (`"LOWER_CREATE"`).
@@ -138,6 +154,7 @@ impl Cmd {
             Cmd::Detach => "DETACH",
             Cmd::Status => "STATUS",
             Cmd::List => "LIST",
+            Cmd::Switch => "SWITCH",
         }
     }
 
@@ -156,6 +173,7 @@ const _: () = assert!(std::mem::size_of::<RawDevno>() == 8);
 const _: () = assert!(HEADER_SIZE == 88);
 const _: () = assert!(std::mem::align_of::<IoctlHeader>() == 4);
 const _: () = assert!(STATUS_SIZE == 104);
+const _: () = assert!(std::mem::size_of::<RawSwitch>() == 16);
 const _: () = assert!(std::mem::align_of::<RawStatus>() == 8);
 // The payload starts right after the header and holds u64s.
 const _: () = assert!(HEADER_SIZE.is_multiple_of(8));

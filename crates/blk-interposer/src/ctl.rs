@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 
-use crate::abi::{self, Cmd, IoctlHeader, RawStatus, HEADER_SIZE, STATUS_SIZE};
+use crate::abi::{self, Cmd, IoctlHeader, RawStatus, RawSwitch, HEADER_SIZE, STATUS_SIZE};
 use crate::error::{Error, Result};
-use crate::kernel::{Kernel, Lower, Status};
+use crate::kernel::{Kernel, Lower, Status, Switch};
 use crate::sysfs::label;
 use crate::types::{DevNo, Version};
 
@@ -64,7 +64,17 @@ impl Control {
     /// Run one command.  Returns the header the kernel wrote back and the
     /// payload (`data_start..data_size`).
     fn do_ioctl(&self, cmd: Cmd, req: Request) -> Result<(IoctlHeader, Vec<u8>)> {
-        let mut payload = req.payload;
+        self.do_ioctl_with(cmd, req, &[])
+    }
+
+    /// [`Control::do_ioctl`] with `input` copied to the start of the payload.
+    fn do_ioctl_with(
+        &self,
+        cmd: Cmd,
+        req: Request,
+        input: &[u8],
+    ) -> Result<(IoctlHeader, Vec<u8>)> {
+        let mut payload = req.payload.max(input.len());
         loop {
             let hdr = request_header(cmd, req, payload)?;
             let size = hdr.data_size as usize;
@@ -73,12 +83,23 @@ impl Control {
             let ptr = buf.as_mut_ptr().cast::<u8>();
             // SAFETY: buf is at least HEADER_SIZE bytes and 8-aligned.
             unsafe { ptr.cast::<IoctlHeader>().write(hdr) };
+            // SAFETY: payload >= input.len(), so the copy stays inside buf.
+            unsafe {
+                ptr.add(HEADER_SIZE)
+                    .copy_from_nonoverlapping(input.as_ptr(), input.len())
+            };
             // SAFETY: the kernel reads and writes at most data_size bytes of buf.
             let rc = unsafe { nix::libc::ioctl(self.file.as_raw_fd(), cmd.request(), ptr) };
             let errno = (rc < 0).then(Errno::last);
             // SAFETY: as above; the kernel wrote a header back (or left ours).
             let out = unsafe { ptr.cast::<IoctlHeader>().read() };
             if let Some(errno) = errno {
+                let mut req = req;
+                if cmd == Cmd::Switch {
+                    // The kernel names the entry that failed in the header.
+                    req.dev = out.dev.into();
+                    req.interposer = out.interposer.into();
+                }
                 return Err(map_errno(cmd, errno, Version::from_array(out.version), req));
             }
             if out.flags & abi::BUFFER_FULL != 0 {
@@ -132,10 +153,10 @@ fn map_errno(cmd: Cmd, errno: Errno, kernel: Version, req: Request) -> Error {
             ours: Version::OURS,
         },
         (Errno::ENOENT, Cmd::Detach) => Error::NotAttached { dev: dev() },
-        (Errno::ENOENT, Cmd::LowerRemove | Cmd::Attach | Cmd::Status) => {
+        (Errno::ENOENT, Cmd::LowerRemove | Cmd::Attach | Cmd::Switch | Cmd::Status) => {
             Error::NoLower { dev: dev() }
         }
-        (Errno::ENXIO | Errno::ENODEV, Cmd::Attach) => Error::NoSuchDevice {
+        (Errno::ENXIO | Errno::ENODEV, Cmd::Attach | Cmd::Switch) => Error::NoSuchDevice {
             op,
             dev: format!("{} or the interposer {}", dev(), interposer()),
         },
@@ -146,7 +167,7 @@ fn map_errno(cmd: Cmd, errno: Errno, kernel: Version, req: Request) -> Error {
             by: None,
         },
         (Errno::EBUSY, Cmd::LowerRemove) => Error::LowerBusy { dev: dev() },
-        (Errno::EBUSY, Cmd::Attach) => Error::AttachBusy {
+        (Errno::EBUSY, Cmd::Attach | Cmd::Switch) => Error::AttachBusy {
             dev: dev(),
             interposer: interposer(),
         },
@@ -232,6 +253,35 @@ impl Kernel for Control {
             },
         )
         .map(drop)
+    }
+
+    fn switch(&self, moves: &[Switch]) -> Result<()> {
+        if moves.is_empty() || moves.len() > abi::SWITCH_MAX {
+            return Err(Error::BadRequest {
+                what: format!(
+                    "a switch moves 1 to {} devices, not {}",
+                    abi::SWITCH_MAX,
+                    moves.len()
+                ),
+            });
+        }
+        let mut input = Vec::with_capacity(moves.len() * std::mem::size_of::<RawSwitch>());
+        for m in moves {
+            let raw = RawSwitch {
+                dev: m.dev.into(),
+                interposer: m.to.unwrap_or_default().into(),
+            };
+            for f in [raw.dev, raw.interposer] {
+                input.extend_from_slice(&f.major.to_ne_bytes());
+                input.extend_from_slice(&f.minor.to_ne_bytes());
+            }
+        }
+        let req = Request {
+            dev: moves[0].dev,
+            interposer: moves[0].to.unwrap_or_default(),
+            payload: input.len(),
+        };
+        self.do_ioctl_with(Cmd::Switch, req, &input).map(drop)
     }
 
     fn status(&self, dev: DevNo) -> Result<Status> {

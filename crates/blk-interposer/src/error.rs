@@ -131,6 +131,12 @@ pub enum Error {
         /// The errno.
         errno: nix::errno::Errno,
     },
+    /// A request the library refuses before it reaches the kernel.
+    #[error("bad request: {what}")]
+    BadRequest {
+        /// What was wrong.
+        what: String,
+    },
     /// The kernel answered something that breaks the ABI.
     #[error("{op}: unexpected answer from the module: {what}")]
     BadReply {

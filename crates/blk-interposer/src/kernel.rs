@@ -112,6 +112,15 @@ impl From<&RawStatus> for Status {
     }
 }
 
+/// One device's part in a [`Kernel::switch`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Switch {
+    /// The interposed device (it needs a lower device).
+    pub dev: DevNo,
+    /// Its new interposer; `None` sends its bios to the device itself again.
+    pub to: Option<DevNo>,
+}
+
 /// The commands of the control device.  Errors are the typed ones of
 /// [`crate::Error`], mapped per command (see [`crate::ctl`]).
 pub trait Kernel {
@@ -126,6 +135,10 @@ pub trait Kernel {
     fn attach(&self, dev: DevNo, interposer: DevNo) -> Result<()>;
     /// Stop redirecting `dev`, after the bios in flight are done.
     fn detach(&self, dev: DevNo) -> Result<()>;
+    /// Move several devices at one point in time: all filesystems frozen and
+    /// all gates closed before any device switches.  An attached device moves
+    /// straight from its interposer to the new one.  All or nothing.
+    fn switch(&self, moves: &[Switch]) -> Result<()>;
     /// Status of `dev`.
     fn status(&self, dev: DevNo) -> Result<Status>;
     /// Status of every device that has a lower device.
@@ -147,6 +160,9 @@ impl<K: Kernel + ?Sized> Kernel for &K {
     }
     fn detach(&self, dev: DevNo) -> Result<()> {
         (**self).detach(dev)
+    }
+    fn switch(&self, moves: &[Switch]) -> Result<()> {
+        (**self).switch(moves)
     }
     fn status(&self, dev: DevNo) -> Result<Status> {
         (**self).status(dev)

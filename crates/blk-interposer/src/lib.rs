@@ -49,6 +49,6 @@ pub use ctl::Control;
 pub use dm::{DeviceMapper, Dm, DmDevice, InterposePath, Table, TableLine};
 pub use error::{Error, Result};
 pub use host::{Host, System};
-pub use kernel::{Counters, Kernel, Lower, State, Status};
+pub use kernel::{Counters, Kernel, Lower, State, Status, Switch};
 pub use ops::{CreateReport, Entry, Ops, RemoveReport, SwitchReport};
 pub use types::{DevNo, Sectors, Version};

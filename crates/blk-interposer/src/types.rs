@@ -180,6 +180,6 @@ mod tests {
     #[test]
     fn version_displays_dotted() {
         assert_eq!(Version::from_array([1, 2, 3]).to_string(), "1.2.3");
-        assert_eq!(Version::OURS.to_array(), [1, 0, 0]);
+        assert_eq!(Version::OURS.to_array(), [1, 1, 0]);
     }
 }

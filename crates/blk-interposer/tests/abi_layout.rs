@@ -10,7 +10,7 @@ use std::mem::{align_of, offset_of, size_of};
 use std::path::PathBuf;
 use std::process::Command;
 
-use blk_interposer::abi::{self, Cmd, IoctlHeader, RawDevno, RawStatus};
+use blk_interposer::abi::{self, Cmd, IoctlHeader, RawDevno, RawStatus, RawSwitch};
 
 /// Size of a field, from a projection closure.
 fn field_size<T, F>(_: fn(&T) -> &F) -> usize {
@@ -54,7 +54,9 @@ fn expectations() -> Vec<(String, u64)> {
             attaches, lower_name
         ]
     );
+    layout!(v, "blk_interposer_switch", RawSwitch, [dev, interposer]);
     for (c, r) in [
+        ("BLK_INTERPOSER_SWITCH_MAX", abi::SWITCH_MAX as u64),
         ("BLK_INTERPOSER_VERSION_MAJOR", abi::VERSION_MAJOR as u64),
         ("BLK_INTERPOSER_VERSION_MINOR", abi::VERSION_MINOR as u64),
         ("BLK_INTERPOSER_VERSION_PATCH", abi::VERSION_PATCH as u64),

@@ -23,6 +23,17 @@
  *                 one for each lower device; @count says how many.  If they
  *                 do not fit in @data_size, BLK_INTERPOSER_BUFFER_FULL is set
  *                 and @count says how many there are: retry larger.
+ *   SWITCH        (1.1) Move @count devices at one point in time.  The
+ *                 payload at @data_start is an array of @count struct
+ *                 blk_interposer_switch.  Every filesystem involved is
+ *                 frozen and every gate closed before any device switches;
+ *                 then all switch, all gates open, all thaw.  An entry whose
+ *                 @interposer is 0:0 detaches its device; an attached device
+ *                 moves from its interposer straight to the new one, with
+ *                 no moment in which its bios go to the device directly.
+ *                 All or nothing: on error no device has changed.  Each
+ *                 device needs a lower device and may appear once; at most
+ *                 BLK_INTERPOSER_SWITCH_MAX entries.
  *
  * Versioning follows dm-ioctl: a different major is incompatible, a larger
  * minor adds backward-compatible features, patch is compatible both ways.
@@ -40,7 +51,7 @@
 #include <linux/const.h>
 
 #define BLK_INTERPOSER_VERSION_MAJOR	1
-#define BLK_INTERPOSER_VERSION_MINOR	0
+#define BLK_INTERPOSER_VERSION_MINOR	1
 #define BLK_INTERPOSER_VERSION_PATCH	0
 
 #define BLK_INTERPOSER_CTL_NAME		"blk-interposer"
@@ -89,6 +100,14 @@ struct blk_interposer_status {
 	char lower_name[BLK_INTERPOSER_NAME_LEN];	/* "interposer/vdb" */
 };
 
+/* One entry of SWITCH: send @dev's bios to @interposer (0:0: to @dev itself). */
+struct blk_interposer_switch {
+	struct blk_interposer_devno dev;
+	struct blk_interposer_devno interposer;
+};
+
+#define BLK_INTERPOSER_SWITCH_MAX	64
+
 #define BLK_INTERPOSER_IOCTL	0xB7
 
 enum {
@@ -100,6 +119,7 @@ enum {
 	BLK_INTERPOSER_STATUS_CMD,
 	BLK_INTERPOSER_LIST_CMD,
 	/* added later: append here */
+	BLK_INTERPOSER_SWITCH_CMD,	/* 1.1 */
 };
 
 #define BLK_INTERPOSER_IOW(cmd) \
@@ -111,5 +131,6 @@ enum {
 #define BLK_INTERPOSER_DETACH		BLK_INTERPOSER_IOW(DETACH)
 #define BLK_INTERPOSER_STATUS		BLK_INTERPOSER_IOW(STATUS)
 #define BLK_INTERPOSER_LIST		BLK_INTERPOSER_IOW(LIST)
+#define BLK_INTERPOSER_SWITCH		BLK_INTERPOSER_IOW(SWITCH)
 
 #endif /* _UAPI_BLK_INTERPOSER_V1_H */

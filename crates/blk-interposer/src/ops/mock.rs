@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::dm::{DeviceMapper, DmDevice, Table};
 use crate::error::{Error, Result};
 use crate::host::Host;
-use crate::kernel::{Counters, Kernel, Lower, State, Status};
+use crate::kernel::{Counters, Kernel, Lower, State, Status, Switch};
 use crate::types::{DevNo, Sectors, Version};
 
 /// `/dev/vdb` (also `/dev/disk/by-id/vdb`).
@@ -128,6 +128,29 @@ impl Kernel for Mock {
         })?;
         s.interposer = None;
         s.state = State::Idle;
+        Ok(())
+    }
+    fn switch(&self, moves: &[Switch]) -> Result<()> {
+        let args: Vec<String> = moves
+            .iter()
+            .map(|m| format!("{}>{}", m.dev, m.to.unwrap_or_default()))
+            .collect();
+        self.call("switch", args.join(" "))?;
+        let mut l = self.lowers.borrow_mut();
+        if let Some(m) = moves.iter().find(|m| !l.contains_key(&m.dev)) {
+            return Err(Error::NoLower {
+                dev: m.dev.to_string(),
+            });
+        }
+        for m in moves {
+            let s = l.get_mut(&m.dev).expect("checked above");
+            s.interposer = m.to;
+            s.state = if m.to.is_some() {
+                State::Attached
+            } else {
+                State::Idle
+            };
+        }
         Ok(())
     }
     fn status(&self, dev: DevNo) -> Result<Status> {
