@@ -164,8 +164,7 @@ static void notrace interposer_ftrace(unsigned long ip, unsigned long parent_ip,
 				      struct ftrace_ops *ops,
 				      struct ftrace_regs *fregs)
 {
-	struct pt_regs *regs = ftrace_get_regs(fregs);
-	struct bio *bio = (struct bio *)regs_get_kernel_argument(regs, 0);
+	struct bio *bio = (struct bio *)interposer_first_arg(fregs);
 
 	/*
 	 * BIO_REMAPPED: the sector is already on the whole disk's range.  The
@@ -180,7 +179,7 @@ static void notrace interposer_ftrace(unsigned long ip, unsigned long parent_ip,
 
 static struct ftrace_ops interposer_ftrace_ops = {
 	.func = interposer_ftrace,
-	.flags = FTRACE_OPS_FL_SAVE_REGS | FTRACE_OPS_FL_IPMODIFY,
+	.flags = FTRACE_OPS_FL_IPMODIFY,
 };
 
 static unsigned int interposer_hook_users;	/* under interposer_mutex */
