@@ -9,7 +9,9 @@
  * it passes on, and the callback lets those through because their device is
  * not interposed (a clone aimed at the interposer) or because they carry
  * BIO_REMAPPED (bios the lower device remapped to the real device, and the
- * remainders the block layer splits off them).
+ * remainders the block layer splits off them).  Bios aimed at a lower device
+ * are remapped to the real device right in the callback (no sleeping, no
+ * allocation), which saves them a pass through the lower disk.
  *
  * The hook is registered with the first lower device and unregistered with
  * the last, not at every attach and detach: registering rewrites the first
@@ -172,9 +174,15 @@ static void notrace interposer_ftrace(unsigned long ip, unsigned long parent_ip,
 	 * a bio that went to a partition before the attach must finish the way
 	 * it started.
 	 */
-	if (bio_flagged(bio, BIO_REMAPPED) || !interposer_lookup(bio))
+	if (bio_flagged(bio, BIO_REMAPPED))
 		return;
-	interposer_set_ip(fregs, (unsigned long)interposer_hook_submit);
+	if (interposer_is_lower_disk(bio->bi_bdev->bd_disk)) {
+		/* Remapped here, it skips a pass through the lower disk. */
+		interposer_lower_remap(bio);
+		return;
+	}
+	if (interposer_lookup(bio))
+		interposer_set_ip(fregs, (unsigned long)interposer_hook_submit);
 }
 
 static struct ftrace_ops interposer_ftrace_ops = {

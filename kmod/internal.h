@@ -79,7 +79,13 @@ void interposer_resubmit_work(struct work_struct *work);
 /* lower.c: the device beneath the interposer */
 int interposer_lower_create(struct interposer_dev *ipd);
 int interposer_lower_remove(struct interposer_dev *ipd);
-bool interposer_is_lower_disk(struct gendisk *disk);
+bool interposer_lower_remap(struct bio *bio);
+extern const struct block_device_operations interposer_lower_fops;
+
+static inline bool interposer_is_lower_disk(struct gendisk *disk)
+{
+	return disk->fops == &interposer_lower_fops;
+}
 
 /* attach.c: the switch */
 struct interposer_move {
