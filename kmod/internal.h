@@ -73,6 +73,7 @@ int interposer_dev_destroy(struct interposer_dev *ipd);
 extern struct xarray interposer_active;
 int interposer_hook_get(void);
 void interposer_hook_put(void);
+void interposer_hook_exit(void);
 void interposer_hook_submit(struct bio *bio);
 void interposer_resubmit_work(struct work_struct *work);
 
