@@ -172,6 +172,9 @@ static int interposer_switch_prepare(struct interposer_move *mv, unsigned int n,
 		ret = interposer_bdev_open(&mv[i].target, mv[i].to, true);
 		if (ret)
 			return ret;
+		/* Request-based dm counts bios only once they are requests. */
+		if (mv[i].target.bdev->bd_disk->fops->submit_bio)
+			mv[i].target_md = dm_get_md(mv[i].to);
 	}
 	for (i = 0; i < n; i++) {
 		*failed = i;
@@ -201,6 +204,8 @@ static void interposer_switch_abandon(struct interposer_move *mv, unsigned int n
 			interposer_thaw_logged(mv[i].ipd);
 		if (mv[i].reserved)
 			xa_release(&interposer_active, mv[i].ipd->dev);
+		if (mv[i].target_md)
+			dm_put(mv[i].target_md);
 		interposer_bdev_close(&mv[i].target);
 	}
 }
@@ -212,8 +217,11 @@ static void interposer_switch_one(struct interposer_move *mv)
 	bool attached = ipd->target.bdev;
 
 	mv->old = ipd->target;
+	mv->old_md = ipd->target_md;
 	ipd->target = mv->target;
+	ipd->target_md = mv->target_md;
 	mv->target = (struct interposer_bdev){};
+	mv->target_md = NULL;
 	if (!ipd->target.bdev) {
 		xa_erase(&interposer_active, ipd->dev);
 		return;
@@ -228,10 +236,25 @@ static void interposer_switch_one(struct interposer_move *mv)
 	__module_get(THIS_MODULE);	/* dropped by the detach */
 }
 
+/*
+ * Wait for the bios that the hook remapped to dm device @md (no clone holds
+ * the gate for them) to end, then drop our hold on it.  The gates are open
+ * by now: a bio on its way through @md never waits for them.
+ */
+static void interposer_drain_dm(struct mapped_device *md)
+{
+	dm_internal_suspend_fast(md);
+	dm_internal_resume_fast(md);
+	dm_put(md);
+}
+
 /* Release what the switch took from one device. */
 static void interposer_switch_done(struct interposer_move *mv)
 {
 	struct interposer_dev *ipd = mv->ipd;
+
+	if (mv->old_md)
+		interposer_drain_dm(mv->old_md);
 
 	if (ipd->target.bdev)
 		pr_info("%pg: attached to %pg\n", ipd->orig.bdev, ipd->target.bdev);

@@ -127,6 +127,16 @@ static inline struct gendisk *interposer_alloc_disk(struct block_device *bdev)
  * struct ftrace_regs without FTRACE_OPS_FL_SAVE_REGS (as livepatch does on
  * x86-64), so ftrace calls it from its lighter trampoline.
  */
+/*
+ * Exported by dm.c (EXPORT_SYMBOL_GPL, for dm targets) but declared only in
+ * drivers/md/dm.h: block a dm device's new bios and wait for those in
+ * flight, then let it go on.  A switch uses them to drain bios it handed
+ * to a dm interposer without a clone of its own.
+ */
+struct mapped_device;
+void dm_internal_suspend_fast(struct mapped_device *md);
+void dm_internal_resume_fast(struct mapped_device *md);
+
 #ifndef CONFIG_HAVE_DYNAMIC_FTRACE_WITH_ARGS
 #error "the hook needs ftrace with arguments and IP modification (x86-64, as livepatch)"
 #endif

@@ -58,7 +58,10 @@ static struct interposer_dev *interposer_lookup(struct bio *bio)
 	return ipd && ipd->orig.bdev == bio->bi_bdev ? ipd : NULL;
 }
 
-/* Called with a gate reference, which the clone carries until it completes. */
+/*
+ * Called with a gate reference.  A clone carries it until it completes; a
+ * bio remapped to a dm interposer gives it back once dm has it.
+ */
 static void interposer_redirect(struct interposer_dev *ipd, struct bio *bio)
 {
 	bool nowait = bio->bi_opf & REQ_NOWAIT;
@@ -71,6 +74,18 @@ static void interposer_redirect(struct interposer_dev *ipd, struct bio *bio)
 		/* Detached while we entered: the device takes it directly. */
 		percpu_ref_put(&ipd->gate);
 		submit_bio_noacct(bio);
+		return;
+	}
+	if (!current->bio_list && READ_ONCE(ipd->target_md)) {
+		/*
+		 * At the top level submit_bio_noacct() hands the bio to dm
+		 * before it returns, and from then on dm counts it for the
+		 * switch that drains it: a remap does, no clone needed.
+		 */
+		this_cpu_inc(ipd->stats->redirected);
+		bio_set_dev(bio, target);
+		submit_bio_noacct(bio);
+		percpu_ref_put(&ipd->gate);
 		return;
 	}
 	clone = bio_alloc_clone(target, bio, nowait ? GFP_NOWAIT : GFP_NOIO,

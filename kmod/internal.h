@@ -12,6 +12,7 @@
 #include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/completion.h>
+#include <linux/device-mapper.h>
 #include <linux/percpu-refcount.h>
 #include <linux/refcount.h>
 #include <linux/wait.h>
@@ -47,6 +48,13 @@ struct interposer_dev {
 	struct work_struct resubmit;
 
 	struct interposer_bdev target;	/* the interposer; bdev NULL if idle */
+	/*
+	 * @target's dm device when it is a bio-based dm device, else NULL.
+	 * Top-level bios are then remapped to it instead of cloned: dm counts
+	 * them from the moment submit_bio_noacct() returns, and a switch
+	 * waits for dm's count (interposer_drain_dm()) before it lets go.
+	 */
+	struct mapped_device *target_md;
 	bool removing;			/* lower device refuses new opens */
 	u64 attaches;
 	struct interposer_stats __percpu *stats;
@@ -93,7 +101,9 @@ struct interposer_move {
 	struct interposer_dev *ipd;
 	dev_t to;			/* the new target; 0: detach */
 	struct interposer_bdev target;	/* @to, opened by the switch */
+	struct mapped_device *target_md;	/* @to's, if remapped to */
 	struct interposer_bdev old;	/* the target it replaced */
+	struct mapped_device *old_md;
 	bool reserved;			/* a slot in interposer_active waits */
 	bool frozen;
 };
