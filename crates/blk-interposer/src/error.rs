@@ -206,6 +206,12 @@ pub enum Error {
         /// The name.
         name: String,
     },
+    /// `remove` of an attached interposer that is suspended.
+    #[error("interposer `{name}` is suspended and holds the bios it took, which taking it off now would strand; resume it first with `dmsetup resume {name}`")]
+    InterposerSuspended {
+        /// The dm name.
+        name: String,
+    },
     /// A dm device of that name exists.
     #[error(
         "a device-mapper device named `{name}` already exists; pick another name or remove it"

@@ -31,6 +31,8 @@ pub trait DeviceMapper {
     fn resume(&self, name: &str) -> Result<()>;
     /// Remove the device.
     fn remove(&self, name: &str) -> Result<()>;
+    /// Whether the device is suspended (it holds the bios it gets).
+    fn suspended(&self, name: &str) -> Result<bool>;
     /// The number of the device `name`, `None` if there is none.
     fn devno(&self, name: &str) -> Result<Option<DevNo>>;
     /// The name of the dm device `dev`, `None` if it is not a dm device.
@@ -86,6 +88,9 @@ impl<D: DeviceMapper + ?Sized> DeviceMapper for &D {
     }
     fn remove(&self, name: &str) -> Result<()> {
         (**self).remove(name)
+    }
+    fn suspended(&self, name: &str) -> Result<bool> {
+        (**self).suspended(name)
     }
     fn devno(&self, name: &str) -> Result<Option<DevNo>> {
         (**self).devno(name)

@@ -115,6 +115,12 @@ impl DeviceMapper for Dm {
             .map_err(dm_err("remove", name))
     }
 
+    fn suspended(&self, name: &str) -> Result<bool> {
+        let id = DevId::Name(dm_name(name)?);
+        let info = self.dm()?.device_info(&id).map_err(dm_err("info", name))?;
+        Ok(info.flags().contains(DmFlags::DM_SUSPEND))
+    }
+
     fn devno(&self, name: &str) -> Result<Option<DevNo>> {
         let id = DevId::Name(dm_name(name)?);
         match self.dm()?.device_info(&id) {

@@ -62,6 +62,7 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
     /// that may still use it.
     pub fn detach(&self, device: &Path) -> Result<SwitchReport> {
         let dev = self.host.resolve(device)?;
+        self.refuse_suspended_interposer(dev)?;
         self.kernel.detach(dev)?;
         let lower = self.kernel.status(dev)?.lower;
         Ok(SwitchReport {
@@ -93,6 +94,9 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
             }
             let to = to.map(|p| self.host.resolve(p)).transpose()?;
             resolved.push(Switch { dev, to });
+        }
+        for m in &resolved {
+            self.refuse_suspended_interposer(m.dev)?;
         }
         let mut lowers = Vec::with_capacity(resolved.len());
         let mut created = Vec::new();
@@ -126,6 +130,26 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
                 lower_created,
             })
             .collect())
+    }
+
+    /// A switch away from a suspended dm interposer would wait for bios that
+    /// the suspended device holds (see `remove`).
+    fn refuse_suspended_interposer(&self, dev: DevNo) -> Result<()> {
+        let Ok(status) = self.kernel.status(dev) else {
+            return Ok(()); // no lower device yet: nothing to switch away from
+        };
+        let Some(name) = status
+            .interposer
+            .map(|i| self.dm.name_of(i))
+            .transpose()?
+            .flatten()
+        else {
+            return Ok(());
+        };
+        if self.dm.suspended(&name)? {
+            return Err(Error::InterposerSuspended { name });
+        }
+        Ok(())
     }
 
     /// Best effort: the error that made us undo is the one worth reporting.

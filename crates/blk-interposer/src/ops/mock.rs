@@ -197,6 +197,9 @@ impl DeviceMapper for Mock {
         }
         Ok(())
     }
+    fn suspended(&self, name: &str) -> Result<bool> {
+        Ok(self.dms.borrow().iter().any(|d| d.0 == name && !d.2))
+    }
     fn remove(&self, name: &str) -> Result<()> {
         self.call("dm_remove", name.into())?;
         self.dms.borrow_mut().retain(|d| d.0 != name);

@@ -355,3 +355,13 @@ fn a_device_named_twice_is_refused_before_the_kernel_sees_it() {
     assert!(e.to_string().contains("appears twice"), "{e}");
     assert!(changes(&m).is_empty());
 }
+
+#[test]
+fn remove_refuses_a_suspended_interposer_before_detaching() {
+    let m = Mock::new().with_interposer("vdb-lin");
+    m.dms.borrow_mut()[0].2 = false; // dmsetup suspend vdb-lin
+    let e = ops(&m).remove("vdb-lin").unwrap_err();
+    assert!(matches!(e, Error::InterposerSuspended { .. }), "{e:?}");
+    assert!(e.to_string().contains("dmsetup resume vdb-lin"), "{e}");
+    assert!(changes(&m).is_empty(), "{:?}", changes(&m));
+}
