@@ -50,5 +50,8 @@ pub use dm::{DeviceMapper, Dm, DmDevice, InterposePath, Table, TableLine};
 pub use error::{Error, Result};
 pub use host::{Host, System};
 pub use kernel::{Counters, Kernel, Lower, State, Status, Switch};
-pub use ops::{CreateReport, Entry, Ops, RemoveReport, SwitchReport};
+pub use ops::{
+    CowStore, CreateReport, Entry, Ops, RemoveReport, SnapState, SnapshotGroup, SnapshotMember,
+    SnapshotRemoveReport, SnapshotRequest, SwitchReport,
+};
 pub use types::{DevNo, Sectors, Version};

@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::dm::DeviceMapper;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::host::Host;
 use crate::kernel::Kernel;
 use crate::ops::Ops;
@@ -36,11 +36,7 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
     pub fn attach(&self, device: &Path, interposer: &Path) -> Result<SwitchReport> {
         let dev = self.host.resolve(device)?;
         let to = self.host.resolve(interposer)?;
-        let (lower, lower_created) = match self.kernel.lower_create(dev) {
-            Ok(lower) => (lower, true),
-            Err(Error::LowerExists { .. }) => (self.kernel.status(dev)?.lower, false),
-            Err(e) => return Err(e),
-        };
+        let (lower, lower_created) = self.lower_of(dev)?;
         if let Err(e) = self.kernel.attach(dev, to) {
             if lower_created {
                 // Best effort: the refusal is the error worth reporting.
