@@ -84,6 +84,16 @@ bool interposer_is_lower_bio(struct bio *bio);
 bool interposer_is_lower_disk(struct gendisk *disk);
 
 /* attach.c: the switch */
+struct interposer_move {
+	struct interposer_dev *ipd;
+	dev_t to;			/* the new target; 0: detach */
+	struct interposer_bdev target;	/* @to, opened by the switch */
+	struct interposer_bdev old;	/* the target it replaced */
+	bool reserved;			/* a slot in interposer_active waits */
+	bool frozen;
+};
+
+int interposer_switch(struct interposer_move *mv, unsigned int n, unsigned int *failed);
 int interposer_attach(struct interposer_dev *ipd, dev_t target);
 int interposer_detach(struct interposer_dev *ipd);
 int interposer_gate_init(struct interposer_dev *ipd);

@@ -90,12 +90,51 @@ pub enum Command {
     #[command(arg_required_else_help = true)]
     Detach(DetachArgs),
 
+    /// Low level: move several devices at one point in time.
+    ///
+    /// Each MOVE is DEVICE=INTERPOSER (redirect DEVICE's bios there; an
+    /// attached DEVICE moves straight from its old interposer, with no moment
+    /// of direct I/O) or DEVICE=none (back to DEVICE itself).  The kernel
+    /// freezes every filesystem and holds every device's new bios before any
+    /// of them switches, then releases them all: the devices share one point
+    /// in time.  All or nothing: if one move is refused, nothing changes.
+    #[command(arg_required_else_help = true, after_long_help = SWITCH_EXAMPLES)]
+    Switch(SwitchArgs),
+
     /// Point-in-time snapshots of live devices, for backups.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
 
     /// Show the versions of this tool, its ABI and the loaded module.
     Version,
+}
+
+const SWITCH_EXAMPLES: &str = "\
+Examples:
+  # Move /dev/vdb from its interposer to another dm device built over /dev/interposer/vdb:
+  interposer switch /dev/vdb=/dev/mapper/vdb-new
+  # Attach two partitions at one point in time:
+  interposer switch /dev/vdb1=/dev/mapper/a /dev/vdb2=/dev/mapper/b
+  # Detach both at one point in time:
+  interposer switch /dev/vdb1=none /dev/vdb2=none";
+
+/// `switch`.
+#[derive(Debug, Args)]
+pub struct SwitchArgs {
+    /// DEVICE=INTERPOSER or DEVICE=none, at most 64.
+    #[arg(required = true, value_name = "MOVE", value_parser = parse_move)]
+    pub moves: Vec<(PathBuf, Option<PathBuf>)>,
+}
+
+fn parse_move(s: &str) -> Result<(PathBuf, Option<PathBuf>), String> {
+    let (dev, to) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not DEVICE=INTERPOSER or DEVICE=none"))?;
+    if dev.is_empty() || to.is_empty() {
+        return Err(format!("`{s}`: both sides of `=` must name something"));
+    }
+    let to = (to != "none").then(|| PathBuf::from(to));
+    Ok((PathBuf::from(dev), to))
 }
 
 const SNAPSHOT_CREATE_EXAMPLES: &str = "\
