@@ -26,6 +26,10 @@ pub trait Host {
     fn remove_node(&self, path: &Path, dev: DevNo) -> Result<bool>;
     /// The size of block device `dev`.
     fn sectors(&self, dev: DevNo) -> Result<Sectors>;
+    /// Write zeros over the first `len` of the block device at `path`, and
+    /// flush them (a COW store's header: dm-snapshot would take old
+    /// contents for a snapshot to load).
+    fn zero_start(&self, path: &Path, len: Sectors) -> Result<()>;
     /// Create the file `path` (it must not exist), preallocate `size` and
     /// attach it to a free loop device; returns the loop device.
     fn loop_create(&self, path: &Path, size: Sectors) -> Result<DevNo>;
@@ -49,6 +53,9 @@ impl<H: Host + ?Sized> Host for &H {
     }
     fn sectors(&self, dev: DevNo) -> Result<Sectors> {
         (**self).sectors(dev)
+    }
+    fn zero_start(&self, path: &Path, len: Sectors) -> Result<()> {
+        (**self).zero_start(path, len)
     }
     fn loop_create(&self, path: &Path, size: Sectors) -> Result<DevNo> {
         (**self).loop_create(path, size)
@@ -149,6 +156,25 @@ impl Host for System {
             what: format!("{path} holds `{}`, not a size", text.trim()),
             source: io::Error::from(io::ErrorKind::InvalidData),
         })
+    }
+
+    fn zero_start(&self, path: &Path, len: Sectors) -> Result<()> {
+        use std::io::Write;
+        let what = || format!("cannot zero the start of {}", path.display());
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|source| Error::Io {
+                what: what(),
+                source,
+            })?;
+        let zeros = vec![0u8; usize::try_from(len.bytes()).unwrap_or(usize::MAX)];
+        f.write_all(&zeros)
+            .and_then(|()| f.sync_all())
+            .map_err(|source| Error::Io {
+                what: what(),
+                source,
+            })
     }
 
     fn loop_create(&self, path: &Path, size: Sectors) -> Result<DevNo> {

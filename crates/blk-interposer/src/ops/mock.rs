@@ -317,6 +317,9 @@ impl Host for Mock {
             _ => Ok(Sectors(2048)),
         }
     }
+    fn zero_start(&self, path: &Path, len: Sectors) -> Result<()> {
+        self.call("zero_start", format!("{} {len}", path.display()))
+    }
     fn loop_create(&self, path: &Path, size: Sectors) -> Result<DevNo> {
         self.call("loop_create", format!("{} {size}", path.display()))?;
         let mut l = self.loops.borrow_mut();

@@ -15,6 +15,9 @@
 //! top of `X`, which keeps seeing every write.  `ls` and `remove` find a group
 //! from these uuids and the tables alone; there is no state file.
 //!
+//! Each COW slice's first chunk is zeroed: dm-snapshot would take an old
+//! header there for a snapshot to load.
+//!
 //! The order of `create` keeps the origin from ever taking a write without
 //! its snapshot registered: slice, snapshot (resumed: registered with BASE),
 //! origin (created, loaded, resumed, then suspended and resumed once more,
@@ -474,6 +477,10 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
                 &format!("0 {len} linear {store} {offset}"),
                 undo,
             )?;
+            // A persistent store with an old header would be loaded as an
+            // existing snapshot (LVM zeroes it too).
+            let cow_name = dm_name(&req.name, &p.kname, cow_role);
+            self.host.zero_start(&mapper_path(&cow_name), req.chunk)?;
             self.snapshot_dm(
                 req,
                 p,

@@ -46,6 +46,7 @@ fn create_registers_the_snapshot_before_the_origin_takes_a_bio() {
             "dm_load bk-vdb-cow 0 8192 linear 254:32 0",
             "dm_resume bk-vdb-cow",
             "ensure_node /dev/mapper/bk-vdb-cow 253:0",
+            "zero_start /dev/mapper/bk-vdb-cow 8",
             "dm_create bk-vdb-snap INTERPOSER-SNAP-SNAP-254:16-bk",
             "dm_load bk-vdb-snap 0 2048 snapshot 252:0 253:0 P 8",
             "dm_resume bk-vdb-snap",
@@ -140,6 +141,7 @@ fn each_failing_step_undoes_the_ones_before() {
         "dm_resume",
         "ensure_node",
         "dm_suspend",
+        "zero_start",
         "switch",
     ] {
         let m = Mock::new();
