@@ -44,14 +44,18 @@ use crate::types::{DevNo, Sectors};
 /// The default chunk size: 4 KiB (8 sectors), as LVM's default.
 ///
 /// A chunk is the unit dm-snapshot copies before the first write to it.
-/// Filesystems write 4 KiB blocks scattered over the disk: with 4 KiB chunks
-/// each such write costs one 4 KiB copy, with 64 KiB chunks it copies 16
-/// times as much and a COW store fills 16 times as fast (the overflow
-/// scenario's random 4 KiB writes show it).  What 4 KiB costs is metadata:
-/// 16 bytes per chunk on disk (0.4 %) and one exception in memory per chunk
-/// copied, which is small next to the data for the sizes a backup window
-/// sees.  Larger chunks help only long sequential rewrites; pass
-/// `chunk` for those.
+/// Filesystems write 4 KiB blocks scattered over the disk; with 4 KiB
+/// chunks each such write copies 4 KiB, with 64 KiB chunks up to 16 times
+/// as much.  Measured (scenario
+/// `snapshot/default-chunk-copies-least-for-scattered-writes`, kernel 6.12,
+/// qemu TCG): 2000 random 4 KiB writes into a 64 MiB file used 7.4 MiB of
+/// COW with 4 KiB chunks and 55 MiB with 64 KiB chunks (7.4 times: the
+/// writes hit about 880 of the file's 1024 64 KiB chunks), but took 15.1 s
+/// instead of 7.3 s: twice as many copies, each with its exception committed
+/// to the COW store's metadata before the write goes on.  We choose space:
+/// a COW store that overflows loses the backup, a slower write during the
+/// backup window loses nothing.  Long sequential rewrites are better served
+/// by larger chunks; pass `chunk` for those.
 pub const DEFAULT_CHUNK: Sectors = Sectors(8);
 
 /// The smallest COW slice we hand to dm-snapshot: 1 MiB.
