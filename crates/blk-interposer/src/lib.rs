@@ -15,8 +15,9 @@
 //! - [`dm`]: [`Table`] parsing with [`InterposePath`], the loop checks, and
 //!   [`DeviceMapper`] with its real implementation [`Dm`].
 //! - [`Host`]: device nodes and sysfs ([`System`]).
-//! - [`Ops`]: the orchestration (create, remove, list, info) over the three
-//!   traits; every step undoes the ones before it when it fails.
+//! - [`Ops`]: the orchestration (create, remove, list, info, switch, and
+//!   point-in-time snapshots in [`ops::snapshot`]) over the three traits;
+//!   every step undoes the ones before it when it fails.
 //!
 //! # Call order
 //!

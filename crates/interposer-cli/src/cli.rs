@@ -31,6 +31,9 @@ Examples:
   # Changed-block tracking with dm-era, metadata on /dev/vdc:
   interposer create vdb-era --table \"0 $(blockdev --getsz /dev/vdb) era /dev/vdc [interpose]/dev/vdb 128\"
 
+  # A point-in-time snapshot of two mounted partitions, for a backup:
+  interposer snapshot create --name bk --cow /dev/vdc /dev/vdb1 /dev/vdb2
+
   interposer ls                 # what is interposed, by what
   interposer remove vdb-lin     # back to the plain device, still mounted
 

@@ -561,7 +561,30 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
         Ok(groups)
     }
 
-    /// Every snapshot group.
+    /// The snapshot group dm device `name` belongs to, if any.
+    pub(crate) fn snapshot_group_of(&self, name: &str) -> Result<Option<String>> {
+        let uuid = self.dm.uuid(name)?;
+        Ok(uuid
+            .as_deref()
+            .and_then(parse_uuid)
+            .map(|(_, _, g)| g.to_string()))
+    }
+
+    /// Every snapshot group, from the dm devices' uuids and tables, with
+    /// each snapshot's COW use and state.
+    ///
+    /// ```no_run
+    /// use blk_interposer::{Ops, SnapState};
+    /// # fn main() -> Result<(), blk_interposer::Error> {
+    /// for group in Ops::system()?.snapshot_list()? {
+    ///     for m in group.devices {
+    ///         if m.state != SnapState::Valid {
+    ///             eprintln!("{}: {} is {:?}: {:?}", group.name, m.device, m.state, m.reason);
+    ///         }
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn snapshot_list(&self) -> Result<Vec<SnapshotGroup>> {
         let all = self.kernel.list()?;
         Ok(self

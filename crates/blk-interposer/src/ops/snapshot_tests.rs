@@ -366,3 +366,18 @@ fn uuids_round_trip() {
     );
     assert_eq!(parse_status("junk").state, SnapState::Unknown);
 }
+
+#[test]
+fn plain_remove_points_to_snapshot_remove() {
+    let m = Mock::new();
+    ops(&m)
+        .snapshot_create(&req(&["/dev/vdb"], &["/dev/vdc"]))
+        .unwrap();
+    m.calls.borrow_mut().clear();
+    let e = ops(&m).remove("bk-vdb-origin").unwrap_err();
+    assert!(
+        e.to_string().contains("`interposer snapshot remove bk`"),
+        "{e}"
+    );
+    assert!(changes(&m).is_empty());
+}
