@@ -7,9 +7,9 @@
  * interposed one, moves the instruction pointer to interposer_hook_submit().
  * That function may sleep; it calls submit_bio_noacct() again for the bios
  * it passes on, and the callback lets those through because their device is
- * not interposed (a clone aimed at the interposer) or because they carry the
- * lower device's marker (clones from the lower device and the remainders the
- * block layer splits off them).
+ * not interposed (a clone aimed at the interposer) or because they carry
+ * BIO_REMAPPED (bios the lower device remapped to the real device, and the
+ * remainders the block layer splits off them).
  *
  * The hook is registered with the first lower device and unregistered with
  * the last, not at every attach and detach: registering rewrites the first
@@ -164,23 +164,22 @@ static void notrace interposer_ftrace(unsigned long ip, unsigned long parent_ip,
 				      struct ftrace_ops *ops,
 				      struct ftrace_regs *fregs)
 {
-	struct pt_regs *regs = ftrace_get_regs(fregs);
-	struct bio *bio = (struct bio *)regs_get_kernel_argument(regs, 0);
+	struct bio *bio = (struct bio *)interposer_first_arg(fregs);
 
 	/*
-	 * BIO_REMAPPED: a remainder split off a bio that went to the device
-	 * before the attach, its sector already moved to the whole disk's
-	 * range; it must finish the way it started.
+	 * BIO_REMAPPED: the sector is already on the whole disk's range.  The
+	 * lower device sends its bios down that way, and a remainder split off
+	 * a bio that went to a partition before the attach must finish the way
+	 * it started.
 	 */
-	if (interposer_is_lower_bio(bio) || bio_flagged(bio, BIO_REMAPPED) ||
-	    !interposer_lookup(bio))
+	if (bio_flagged(bio, BIO_REMAPPED) || !interposer_lookup(bio))
 		return;
 	interposer_set_ip(fregs, (unsigned long)interposer_hook_submit);
 }
 
 static struct ftrace_ops interposer_ftrace_ops = {
 	.func = interposer_ftrace,
-	.flags = FTRACE_OPS_FL_SAVE_REGS | FTRACE_OPS_FL_IPMODIFY,
+	.flags = FTRACE_OPS_FL_IPMODIFY,
 };
 
 static unsigned int interposer_hook_users;	/* under interposer_mutex */

@@ -31,7 +31,6 @@ struct interposer_dev {
 	dev_t dev;			/* the interposed (original) device */
 	struct interposer_bdev orig;	/* opened by us, never claimed */
 	struct gendisk *lower;		/* forwards to @orig, beneath the hook */
-	struct bio_set lower_bs;	/* clones sent down by @lower */
 	struct bio_set redirect_bs;	/* clones sent to @target */
 
 	/*
@@ -80,7 +79,6 @@ void interposer_resubmit_work(struct work_struct *work);
 /* lower.c: the device beneath the interposer */
 int interposer_lower_create(struct interposer_dev *ipd);
 int interposer_lower_remove(struct interposer_dev *ipd);
-bool interposer_is_lower_bio(struct bio *bio);
 bool interposer_is_lower_disk(struct gendisk *disk);
 
 /* attach.c: the switch */
