@@ -167,6 +167,35 @@ mod tests {
     use super::*;
     use blk_interposer::DevNo;
 
+    fn args(name: Option<&str>, cow_file: Option<&str>) -> SnapshotCreateArgs {
+        SnapshotCreateArgs {
+            devices: vec!["/dev/vdb1".into(), "/dev/vdb2".into()],
+            name: name.map(Into::into),
+            cow: vec!["/dev/vdc".into()],
+            cow_file: cow_file.map(Into::into),
+            cow_size: cow_file.map(|_| 8192),
+            chunk_size: 8,
+            transient: true,
+        }
+    }
+
+    #[test]
+    fn request_names_the_group_after_the_first_device() {
+        let r = request(args(None, None));
+        assert_eq!(r.name, "snap-vdb1");
+        assert_eq!(r.cow, CowStore::Devices(vec!["/dev/vdc".into()]));
+        assert!(!r.persistent);
+        let r = request(args(Some("bk"), Some("/var/tmp/bk.cow")));
+        assert_eq!(r.name, "bk");
+        assert_eq!(
+            r.cow,
+            CowStore::File {
+                path: "/var/tmp/bk.cow".into(),
+                size: Sectors(8192)
+            }
+        );
+    }
+
     #[test]
     fn renders_use_and_state() {
         let m = SnapshotMember {
