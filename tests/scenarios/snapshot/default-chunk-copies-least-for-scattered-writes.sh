@@ -12,7 +12,7 @@
 # runtime, for orientation only: TCG timing is noisy).  4 KiB must use less
 # than 64 KiB.  Under TCG: about 15250 against 112900 sectors on 6.1 and
 # 6.12 (7.4 times: the writes hit about 880 of the 1024 64 KiB chunks), but
-# 1.3 to 2.1 times the time over three runs (twice the copies, each with a
+# 1.3 to 2.1 times the time over four runs (twice the copies, each with a
 # metadata commit): the trade-off the
 # default (crates/blk-interposer/src/ops/snapshot.rs, DEFAULT_CHUNK) makes
 # for space.

@@ -52,8 +52,8 @@ use crate::types::{DevNo, Sectors};
 /// COW with 4 KiB chunks and 55 MiB with 64 KiB chunks (7.4 times, in
 /// every run: the writes hit about 880 of the file's 1024 64 KiB chunks),
 /// but took 1.3 to 2.1 times as long (15.1 s against 7.3 s and 8.9 s
-/// against 6.3 s on 6.12, 35.1 s against 27.6 s on 6.1; TCG timing is
-/// noisy): twice as many copies, each with its exception committed to the
+/// against 6.3 s on 6.12, 35.1 s against 27.6 s and 29.8 s against 14.0 s
+/// on 6.1; TCG timing is noisy): twice as many copies, each with its exception committed to the
 /// COW store's metadata before the write goes on.  We choose space:
 /// a COW store that overflows loses the backup, a slower write during the
 /// backup window loses nothing.  Long sequential rewrites are better served
