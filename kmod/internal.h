@@ -73,13 +73,20 @@ int interposer_dev_destroy(struct interposer_dev *ipd);
 extern struct xarray interposer_active;
 int interposer_hook_get(void);
 void interposer_hook_put(void);
+void interposer_hook_exit(void);
 void interposer_hook_submit(struct bio *bio);
 void interposer_resubmit_work(struct work_struct *work);
 
 /* lower.c: the device beneath the interposer */
 int interposer_lower_create(struct interposer_dev *ipd);
 int interposer_lower_remove(struct interposer_dev *ipd);
-bool interposer_is_lower_disk(struct gendisk *disk);
+bool interposer_lower_remap(struct bio *bio);
+extern const struct block_device_operations interposer_lower_fops;
+
+static inline bool interposer_is_lower_disk(struct gendisk *disk)
+{
+	return disk->fops == &interposer_lower_fops;
+}
 
 /* attach.c: the switch */
 struct interposer_move {

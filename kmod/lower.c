@@ -16,22 +16,34 @@
 
 #include "internal.h"
 
-static void interposer_lower_submit(struct bio *bio)
+/*
+ * Move a bio of the lower device to the real device beneath the hook; false
+ * if it ends beyond the device (which may have shrunk since the lower device
+ * was sized).  The hook calls this for bios aimed at a lower device as they
+ * are submitted, which saves them a pass through the lower disk; the lower
+ * disk's own submit_bio is the fallback.
+ */
+bool interposer_lower_remap(struct bio *bio)
 {
 	struct interposer_dev *ipd = bio->bi_bdev->bd_disk->private_data;
 	struct block_device *orig = ipd->orig.bdev;
 
-	/* The device may have shrunk since the lower device was sized. */
-	if (unlikely(bio_end_sector(bio) > bdev_nr_sectors(orig))) {
-		bio_io_error(bio);
-		return;
-	}
+	if (unlikely(bio_end_sector(bio) > bdev_nr_sectors(orig)))
+		return false;
 	bio_set_dev(bio, bdev_whole(orig));
 	if (bio_sectors(bio))
 		bio->bi_iter.bi_sector += orig->bd_start_sect;
 	bio_set_flag(bio, BIO_REMAPPED);	/* set after bio_set_dev() clears it */
 	this_cpu_inc(ipd->stats->lower_bios);
-	submit_bio_noacct(bio);
+	return true;
+}
+
+static void interposer_lower_submit(struct bio *bio)
+{
+	if (interposer_lower_remap(bio))
+		submit_bio_noacct(bio);
+	else
+		bio_io_error(bio);
 }
 
 /* interposer_lower_remove() closes the door under the disk's open_mutex. */
@@ -42,16 +54,11 @@ static int interposer_lower_open(INTERPOSER_OPEN_ARGS)
 	return READ_ONCE(ipd->removing) ? -ENXIO : 0;
 }
 
-static const struct block_device_operations interposer_lower_fops = {
+const struct block_device_operations interposer_lower_fops = {
 	.owner = THIS_MODULE,
 	.submit_bio = interposer_lower_submit,
 	.open = interposer_lower_open,
 };
-
-bool interposer_is_lower_disk(struct gendisk *disk)
-{
-	return disk->fops == &interposer_lower_fops;
-}
 
 int interposer_lower_create(struct interposer_dev *ipd)
 {

@@ -163,6 +163,7 @@ static void __exit interposer_exit(void)
 	list_for_each_entry_safe(ipd, tmp, &interposer_devs, node)
 		WARN_ON(interposer_dev_destroy(ipd));
 	mutex_unlock(&interposer_mutex);
+	interposer_hook_exit();
 	/* Tasks preempted between the hook's callback and its target. */
 	synchronize_rcu_tasks();
 }
