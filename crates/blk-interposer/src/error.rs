@@ -254,6 +254,46 @@ pub enum Error {
         /// Why it failed.
         source: io::Error,
     },
+    /// `snapshot remove`/`ls` of a group that does not exist.
+    #[error("there is no snapshot group named `{name}` (see `interposer snapshot ls`)")]
+    SnapshotNotFound {
+        /// The group name.
+        name: String,
+    },
+    /// The number of `--cow` stores fits neither "one for all" nor "one each".
+    #[error("{cows} COW stores for {devices} devices: give one --cow for all of them (it is split into equal slices) or exactly one --cow per device, in the same order")]
+    CowCount {
+        /// How many COW stores were given.
+        cows: usize,
+        /// How many devices.
+        devices: usize,
+    },
+    /// A COW store too small for its share.
+    #[error("the COW store {cow} leaves {have} sectors for each device, less than {need} (1 MiB): use a bigger COW store, one --cow per device, or fewer devices")]
+    CowTooSmall {
+        /// The COW store.
+        cow: String,
+        /// Sectors per device.
+        have: u64,
+        /// The minimum.
+        need: u64,
+    },
+    /// A snapshot is open (mounted) and `remove` would pull its origin away.
+    #[error("the snapshot {snapshot} is open (mounted, or read by a backup?): unmount or close it first, then `interposer snapshot remove {name}` again")]
+    SnapshotInUse {
+        /// The group name.
+        name: String,
+        /// The snapshot device.
+        snapshot: String,
+    },
+    /// `remove` switched the devices back but could not remove everything.
+    #[error("snapshot group {name}: the devices are back on their own, but removing left behind: {}; run `interposer snapshot remove {name}` again, or remove them with dmsetup/losetup", leftovers.join("; "))]
+    SnapshotLeftovers {
+        /// The group name.
+        name: String,
+        /// What is left and why.
+        leftovers: Vec<String>,
+    },
     /// A step failed and undoing the previous steps failed too.
     #[error("{error}; undoing the steps before it failed too, left behind: {}", leftovers.join("; "))]
     UndoFailed {

@@ -15,8 +15,9 @@
 //! - [`dm`]: [`Table`] parsing with [`InterposePath`], the loop checks, and
 //!   [`DeviceMapper`] with its real implementation [`Dm`].
 //! - [`Host`]: device nodes and sysfs ([`System`]).
-//! - [`Ops`]: the orchestration (create, remove, list, info) over the three
-//!   traits; every step undoes the ones before it when it fails.
+//! - [`Ops`]: the orchestration (create, remove, list, info, switch, and
+//!   point-in-time snapshots in [`ops::snapshot`]) over the three traits;
+//!   every step undoes the ones before it when it fails.
 //!
 //! # Call order
 //!
@@ -50,5 +51,8 @@ pub use dm::{DeviceMapper, Dm, DmDevice, InterposePath, Table, TableLine};
 pub use error::{Error, Result};
 pub use host::{Host, System};
 pub use kernel::{Counters, Kernel, Lower, State, Status, Switch};
-pub use ops::{CreateReport, Entry, Ops, RemoveReport, SwitchReport};
+pub use ops::{
+    CowStore, CreateReport, Entry, Ops, RemoveReport, SnapState, SnapshotGroup, SnapshotMember,
+    SnapshotRemoveReport, SnapshotRequest, SwitchReport,
+};
 pub use types::{DevNo, Sectors, Version};

@@ -37,11 +37,7 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
     pub fn attach(&self, device: &Path, interposer: &Path) -> Result<SwitchReport> {
         let dev = self.host.resolve(device)?;
         let to = self.host.resolve(interposer)?;
-        let (lower, lower_created) = match self.kernel.lower_create(dev) {
-            Ok(lower) => (lower, true),
-            Err(Error::LowerExists { .. }) => (self.kernel.status(dev)?.lower, false),
-            Err(e) => return Err(e),
-        };
+        let (lower, lower_created) = self.lower_of(dev)?;
         if let Err(e) = self.kernel.attach(dev, to) {
             if lower_created {
                 // Best effort: the refusal is the error worth reporting.
@@ -101,13 +97,12 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
         let mut lowers = Vec::with_capacity(resolved.len());
         let mut created = Vec::new();
         for m in &resolved {
-            match self.kernel.lower_create(m.dev) {
-                Ok(lower) => {
-                    created.push(m.dev);
-                    lowers.push((lower, true));
-                }
-                Err(Error::LowerExists { .. }) => {
-                    lowers.push((self.kernel.status(m.dev)?.lower, false))
+            match self.lower_of(m.dev) {
+                Ok((lower, fresh)) => {
+                    if fresh {
+                        created.push(m.dev);
+                    }
+                    lowers.push((lower, fresh));
                 }
                 Err(e) => {
                     self.remove_lowers(&created);

@@ -43,6 +43,13 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
             .dm
             .devno(name)?
             .ok_or_else(|| Error::DmNotFound { name: name.into() })?;
+        if let Some(group) = self.snapshot_group_of(name)? {
+            return Err(Error::BadRequest {
+                what: format!(
+                    "{name} belongs to snapshot group {group}; remove the group with `interposer snapshot remove {group}`"
+                ),
+            });
+        }
         let (status, attached) = self
             .find_interposed(dm_dev)?
             .ok_or_else(|| Error::NotAnInterposer { name: name.into() })?;

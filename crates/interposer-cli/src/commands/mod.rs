@@ -6,6 +6,7 @@ mod create;
 mod info;
 mod ls;
 mod remove;
+mod snapshot;
 mod version;
 
 use blk_interposer::Ops;
@@ -22,6 +23,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Attach(args) => attach::exec_attach(args, cli.json),
         Command::Detach(args) => attach::exec_detach(args, cli.json),
         Command::Switch(args) => attach::exec_switch(args, cli.json),
+        Command::Snapshot(cmd) => snapshot::exec(cmd, cli.json),
         Command::Version => version::exec(cli.json),
     }
 }
