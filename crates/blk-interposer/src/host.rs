@@ -1,14 +1,16 @@
 //! The host's device nodes and sysfs, as a trait, so that orchestration tests
 //! need neither real devices nor root.  [`System`] is the real one.
 
+use std::fs::File;
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use nix::sys::stat::{mknod, Mode, SFlag};
 
 use crate::error::{Error, Result};
-use crate::types::DevNo;
+use crate::types::{DevNo, Sectors};
 
 /// Device nodes and names on the host.
 pub trait Host {
@@ -24,6 +26,11 @@ pub trait Host {
     /// Remove `path` if it is a block node of `dev` (not a udev symlink);
     /// `true` when removed.
     fn remove_node(&self, path: &Path, dev: DevNo) -> Result<bool>;
+    /// The size of `dev`.
+    fn sectors(&self, dev: DevNo) -> Result<Sectors>;
+    /// Open `dev` for reading what is on the disk itself, past the page
+    /// cache (`O_DIRECT`), for metadata that a dm target writes.
+    fn open_direct(&self, dev: DevNo) -> Result<File>;
 }
 
 impl<H: Host + ?Sized> Host for &H {
@@ -38,6 +45,12 @@ impl<H: Host + ?Sized> Host for &H {
     }
     fn remove_node(&self, path: &Path, dev: DevNo) -> Result<bool> {
         (**self).remove_node(path, dev)
+    }
+    fn sectors(&self, dev: DevNo) -> Result<Sectors> {
+        (**self).sectors(dev)
+    }
+    fn open_direct(&self, dev: DevNo) -> Result<File> {
+        (**self).open_direct(dev)
     }
 }
 
@@ -119,6 +132,42 @@ impl Host for System {
                 Ok(true)
             }
             _ => Ok(false),
+        }
+    }
+
+    fn sectors(&self, dev: DevNo) -> Result<Sectors> {
+        let path = format!("/sys/dev/block/{dev}/size");
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+            what: format!(
+                "cannot read the size of {} ({path})",
+                crate::sysfs::label(dev)
+            ),
+            source,
+        })?;
+        text.trim().parse().map_err(|_| Error::Io {
+            what: format!("{path} holds `{}`, not a size", text.trim()),
+            source: io::Error::from(io::ErrorKind::InvalidData),
+        })
+    }
+
+    fn open_direct(&self, dev: DevNo) -> Result<File> {
+        let path = match crate::sysfs::kernel_name(dev) {
+            Some(n) => Path::new("/dev").join(n),
+            None => PathBuf::from(format!("/dev/block/{dev}")),
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_DIRECT.bits())
+            .open(&path)
+            .map_err(|source| Error::Io {
+                what: format!("cannot open {}", path.display()),
+                source,
+            })?;
+        match file.metadata() {
+            Ok(m) if m.file_type().is_block_device() && DevNo::from_dev_t(m.rdev()) == dev => {
+                Ok(file)
+            }
+            _ => Err(Error::NotBlockDevice { path }),
         }
     }
 }

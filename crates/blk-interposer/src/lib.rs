@@ -38,6 +38,7 @@
 pub mod abi;
 pub mod ctl;
 pub mod dm;
+pub mod era;
 pub mod error;
 pub mod host;
 pub mod kernel;
@@ -50,5 +51,8 @@ pub use dm::{DeviceMapper, Dm, DmDevice, InterposePath, Table, TableLine};
 pub use error::{Error, Result};
 pub use host::{Host, System};
 pub use kernel::{Counters, Kernel, Lower, State, Status, Switch};
-pub use ops::{CreateReport, Entry, Ops, RemoveReport, SwitchReport};
+pub use ops::{
+    CreateReport, Entry, EraAttachReport, EraChanges, EraCheckpoint, EraInfo, Ops, RemoveReport,
+    SwitchReport,
+};
 pub use types::{DevNo, Sectors, Version};

@@ -3,7 +3,7 @@
 use devicemapper::{errors as dme, DevId, DmError, DmFlags, DmName, DmOptions, DmUuid, DM};
 use nix::errno::Errno;
 
-use crate::dm::mapper::{DeviceMapper, DmDevice};
+use crate::dm::mapper::{DeviceMapper, DmDevice, Target};
 use crate::dm::table::Table;
 use crate::error::{Error, Result};
 use crate::types::DevNo;
@@ -156,5 +156,32 @@ impl DeviceMapper for Dm {
                 devno: DevNo::new(d.major, d.minor),
             })
             .collect())
+    }
+
+    fn table(&self, name: &str) -> Result<Vec<Target>> {
+        let id = DevId::Name(dm_name(name)?);
+        self.dm()?
+            .table_status(
+                &id,
+                DmOptions::default().set_flags(DmFlags::DM_STATUS_TABLE),
+            )
+            .map(|(_, t)| t)
+            .map_err(dm_err("table", name))
+    }
+
+    fn status(&self, name: &str) -> Result<Vec<Target>> {
+        let id = DevId::Name(dm_name(name)?);
+        self.dm()?
+            .table_status(&id, DmOptions::default().set_flags(DmFlags::DM_NOFLUSH))
+            .map(|(_, t)| t)
+            .map_err(dm_err("status", name))
+    }
+
+    fn message(&self, name: &str, message: &str) -> Result<Option<String>> {
+        let id = DevId::Name(dm_name(name)?);
+        self.dm()?
+            .target_msg(&id, Some(0), message)
+            .map(|(_, answer)| answer)
+            .map_err(dm_err("message", name))
     }
 }

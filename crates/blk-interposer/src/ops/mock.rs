@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::dm::{DeviceMapper, DmDevice, Table};
+use crate::dm::{DeviceMapper, DmDevice, Table, Target};
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::kernel::{Counters, Kernel, Lower, State, Status, Switch};
@@ -15,6 +15,8 @@ use crate::types::{DevNo, Sectors, Version};
 pub const DEV: DevNo = DevNo::new(254, 16);
 /// `/dev/vdc`.
 pub const OTHER: DevNo = DevNo::new(254, 32);
+/// `/dev/vdd`, a 64 MiB metadata device.
+pub const META: DevNo = DevNo::new(254, 48);
 /// The lower device of `DEV`.
 pub const LOWER: DevNo = DevNo::new(252, 0);
 
@@ -32,6 +34,12 @@ pub struct Mock {
     pub fail: RefCell<HashMap<&'static str, MakeError>>,
     /// Whether `ensure_node` makes a node (no udev) or finds one.
     pub udev: bool,
+    /// The live table of each dm device, as loaded.
+    pub tables: RefCell<HashMap<String, Vec<Target>>>,
+    /// dm-era devices: (current era, held metadata snapshot).
+    pub eras: RefCell<HashMap<String, (u32, Option<u64>)>>,
+    /// What `open_direct` opens (for every device).
+    pub image: RefCell<Option<PathBuf>>,
     next_minor: RefCell<u32>,
 }
 
@@ -188,6 +196,12 @@ impl DeviceMapper for Mock {
             .ok_or(Error::DmNotFound { name: name.into() })?;
         let deps = table.plain_args().filter_map(|a| a.parse().ok()).collect();
         self.deps.borrow_mut().insert(d, deps);
+        if table.lines.iter().any(|l| l.target == "era") {
+            self.eras.borrow_mut().insert(name.into(), (1, None));
+        }
+        self.tables
+            .borrow_mut()
+            .insert(name.into(), table.targets());
         Ok(())
     }
     fn resume(&self, name: &str) -> Result<()> {
@@ -216,6 +230,42 @@ impl DeviceMapper for Mock {
     fn deps(&self, dev: DevNo) -> Result<Vec<DevNo>> {
         Ok(self.deps.borrow().get(&dev).cloned().unwrap_or_default())
     }
+    fn table(&self, name: &str) -> Result<Vec<Target>> {
+        Ok(self.tables.borrow().get(name).cloned().unwrap_or_default())
+    }
+    fn status(&self, name: &str) -> Result<Vec<Target>> {
+        self.call("dm_status", name.into())?;
+        let t = self.table(name)?;
+        Ok(match (self.eras.borrow().get(name), t.first()) {
+            (Some((era, snap)), Some(l)) => vec![(
+                l.0,
+                l.1,
+                "era".into(),
+                format!(
+                    "8 20/16384 {era} {}",
+                    snap.map_or("-".into(), |s| s.to_string())
+                ),
+            )],
+            _ => t,
+        })
+    }
+    fn message(&self, name: &str, message: &str) -> Result<Option<String>> {
+        self.call("dm_message", format!("{name} {message}"))?;
+        let mut eras = self.eras.borrow_mut();
+        let e = eras.get_mut(name).ok_or(Error::Dm {
+            op: "message",
+            name: name.into(),
+            what: "Invalid argument".into(),
+            errno: Some(nix::errno::Errno::EINVAL),
+        })?;
+        match message {
+            "checkpoint" => e.0 += 1,
+            "take_metadata_snap" => *e = (e.0 + 1, Some(1)),
+            "drop_metadata_snap" => e.1 = None,
+            _ => {}
+        }
+        Ok(None)
+    }
     fn list(&self) -> Result<Vec<DmDevice>> {
         Ok(self
             .dms
@@ -237,6 +287,7 @@ impl Host for Mock {
         match spec.to_str() {
             Some("/dev/vdb" | "/dev/disk/by-id/vdb") => Ok(DEV),
             Some("/dev/vdc") => Ok(OTHER),
+            Some("/dev/vdd") => Ok(META),
             Some("/etc/passwd") => Err(Error::NotBlockDevice { path: spec.into() }),
             _ => Err(Error::Resolve {
                 path: spec.into(),
@@ -248,6 +299,7 @@ impl Host for Mock {
         match dev {
             DEV => Some("vdb".into()),
             OTHER => Some("vdc".into()),
+            META => Some("vdd".into()),
             _ => None,
         }
     }
@@ -258,5 +310,21 @@ impl Host for Mock {
     fn remove_node(&self, path: &Path, dev: DevNo) -> Result<bool> {
         self.call("remove_node", format!("{} {dev}", path.display()))?;
         Ok(self.nodes.borrow_mut().remove(path))
+    }
+    fn sectors(&self, dev: DevNo) -> Result<Sectors> {
+        // vdb: 512 MiB; vdc: 64 KiB, too small for any metadata
+        Ok(Sectors(match dev {
+            OTHER => 128,
+            META => 1 << 17,
+            _ => 1 << 20,
+        }))
+    }
+    fn open_direct(&self, dev: DevNo) -> Result<std::fs::File> {
+        self.call("open_direct", dev.to_string())?;
+        let p = self.image.borrow().clone().expect("a test image");
+        std::fs::File::open(&p).map_err(|source| Error::Io {
+            what: p.display().to_string(),
+            source,
+        })
     }
 }

@@ -4,6 +4,7 @@
 
 mod attach;
 mod create;
+mod era;
 mod list;
 #[cfg(test)]
 pub(crate) mod mock;
@@ -11,6 +12,7 @@ mod remove;
 
 pub use attach::SwitchReport;
 pub use create::CreateReport;
+pub use era::{EraAttachReport, EraChanges, EraCheckpoint, EraInfo};
 pub use list::Entry;
 pub use remove::RemoveReport;
 
