@@ -90,8 +90,121 @@ pub enum Command {
     #[command(arg_required_else_help = true)]
     Detach(DetachArgs),
 
+    /// Changed-block tracking with dm-era, live: attach, checkpoint, changed, detach.
+    #[command(arg_required_else_help = true, after_long_help = ERA_EXAMPLES)]
+    Era(EraArgs),
+
     /// Show the versions of this tool, its ABI and the loaded module.
     Version,
+}
+
+const ERA_EXAMPLES: &str = "\
+Examples:
+  # Track the writes to the mounted /dev/vdb1 in 64 KiB blocks, metadata on /dev/vdd:
+  interposer era attach /dev/vdb1 --metadata /dev/vdd --block-size 64k
+  E=$(interposer era checkpoint vdb1)    # a new era starts; remember its number
+  # ... the device is written ...
+  interposer era changed vdb1 --since $E          # OFFSET LENGTH (bytes) per changed range
+  interposer era changed vdb1 --since $E --json   # ranges in era blocks and bytes
+  interposer era status vdb1
+  interposer era detach vdb1             # the metadata stays on /dev/vdd
+
+DEVICE is the tracked device (/dev/vdb1 or vdb1) or the dm name of its era
+interposer (vdb1-era).";
+
+/// `era`.
+#[derive(Debug, Args)]
+pub struct EraArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: EraCommand,
+}
+
+/// The era verbs.
+#[derive(Debug, Subcommand)]
+pub enum EraCommand {
+    /// Put dm-era on the live DEVICE: `era META [interpose]DEVICE BLOCK`.
+    ///
+    /// The metadata device must be zeroed (dm-era formats it) or hold dm-era
+    /// metadata of the same block size (the eras go on).  The interposer is
+    /// named DEVICE-era (vdb1-era) unless --name says otherwise.
+    #[command(arg_required_else_help = true)]
+    Attach(EraAttachArgs),
+
+    /// Start a new era and print its number: every block written from now
+    /// on is in that era or later (give it to `changed --since`).
+    #[command(arg_required_else_help = true)]
+    Checkpoint(EraDeviceArgs),
+
+    /// Print the byte ranges written in era SINCE or later.
+    ///
+    /// One `OFFSET LENGTH` line (bytes) per range of changed era blocks, a
+    /// summary on standard error; --json gives the ranges in era blocks and
+    /// bytes.  The answer is what `era_invalidate --written-since SINCE`
+    /// lists: a metadata snapshot is taken (it starts a new era), dm-era's
+    /// metadata read from its device, and the snapshot dropped again.
+    #[command(arg_required_else_help = true)]
+    Changed(EraChangedArgs),
+
+    /// Show the current era, the block size and the metadata use.
+    #[command(arg_required_else_help = true)]
+    Status(EraDeviceArgs),
+
+    /// Take the era interposer away (live); its metadata stays on its device.
+    #[command(arg_required_else_help = true)]
+    Detach(EraDeviceArgs),
+}
+
+/// `era attach`.
+#[derive(Debug, Args)]
+pub struct EraAttachArgs {
+    /// The device to track (/dev/vdb1).
+    pub device: PathBuf,
+    /// The device for dm-era's metadata (zeroed, or dm-era's own).
+    #[arg(long, short, value_name = "META_DEV")]
+    pub metadata: PathBuf,
+    /// Era block size: a multiple of 4 KiB (4k, 64k, 1m).
+    #[arg(long, short, default_value = "64k", value_parser = parse_size)]
+    pub block_size: u64,
+    /// Name of the dm-era device (default: DEVICE-era).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// `era checkpoint|status|detach`.
+#[derive(Debug, Args)]
+pub struct EraDeviceArgs {
+    /// The tracked device (/dev/vdb1, vdb1) or its era interposer's dm name.
+    pub device: String,
+}
+
+/// `era changed`.
+#[derive(Debug, Args)]
+pub struct EraChangedArgs {
+    /// The tracked device (/dev/vdb1, vdb1) or its era interposer's dm name.
+    pub device: String,
+    /// The era from `checkpoint`: list what was written in it or later.
+    #[arg(long, value_name = "ERA")]
+    pub since: u32,
+}
+
+/// A size in bytes: `65536`, `64k`, `64KiB`, `1m`, `1M`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size like 64k or 65536"))?;
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use k, m or g)")),
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{s}` is too big"))
 }
 
 /// `attach`.
@@ -192,6 +305,65 @@ mod tests {
                 "{args:?}"
             );
         }
+    }
+
+    #[test]
+    fn era_verbs_parse() {
+        let c = parse(&[
+            "era",
+            "attach",
+            "/dev/vdb1",
+            "--metadata",
+            "/dev/vdd",
+            "--block-size",
+            "1m",
+        ])
+        .unwrap();
+        let Command::Era(EraArgs {
+            command: EraCommand::Attach(a),
+        }) = c.command
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (a.block_size, a.metadata, a.name),
+            (1 << 20, PathBuf::from("/dev/vdd"), None)
+        );
+        let c = parse(&["era", "attach", "vdb1", "-m", "/dev/vdd"]).unwrap();
+        let Command::Era(EraArgs {
+            command: EraCommand::Attach(a),
+        }) = c.command
+        else {
+            panic!()
+        };
+        assert_eq!(a.block_size, 65536, "64k by default");
+        let c = parse(&["era", "changed", "vdb1", "--since", "3", "--json"]).unwrap();
+        assert!(c.json);
+        let Command::Era(EraArgs {
+            command: EraCommand::Changed(a),
+        }) = c.command
+        else {
+            panic!()
+        };
+        assert_eq!((a.device.as_str(), a.since), ("vdb1", 3));
+        assert!(
+            parse(&["era", "changed", "vdb1"]).is_err(),
+            "--since is needed"
+        );
+        assert!(
+            parse(&["era", "attach", "vdb1"]).is_err(),
+            "--metadata is needed"
+        );
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64k"), Ok(65536));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("2M"), Ok(2 << 20));
+        assert!(parse_size("64q").unwrap_err().contains("unknown unit"));
+        assert!(parse_size("k").is_err());
     }
 
     #[test]
