@@ -278,8 +278,8 @@ pub enum Error {
         /// What it holds.
         what: String,
     },
-    /// The metadata device is the device itself, or stacked on it.
-    #[error("the metadata device {meta} is (or is on) {dev}, the device it tracks; put the metadata on another device")]
+    /// The metadata device is the tracked device itself.
+    #[error("the metadata device {meta} is {dev} itself, the device it tracks; put the metadata on another device")]
     EraMetadataOnDevice {
         /// The metadata device.
         meta: String,
