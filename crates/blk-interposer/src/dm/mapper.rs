@@ -39,17 +39,15 @@ pub trait DeviceMapper {
     fn deps(&self, dev: DevNo) -> Result<Vec<DevNo>>;
     /// Every dm device.
     fn list(&self) -> Result<Vec<DmDevice>>;
-    /// The live table of `name`: `(start, length, target, params)` per line,
-    /// devices as `MAJ:MIN`.
-    fn table(&self, name: &str) -> Result<Vec<Target>>;
-    /// The status of `name`: `(start, length, target, status)` per line.
-    fn status(&self, name: &str) -> Result<Vec<Target>>;
-    /// Send `message` to the target of `name` at sector 0; its answer, if any.
+    /// The live table of the device `name` (`dmsetup table`).
+    fn table(&self, name: &str) -> Result<Table>;
+    /// The status line of the first target of the device `name`, without
+    /// start, length and target type (`dmsetup status`).
+    fn status(&self, name: &str) -> Result<String>;
+    /// Send `message` to the target of `name` at sector 0 (`dmsetup message
+    /// NAME 0 MESSAGE`); its answer, if any.
     fn message(&self, name: &str, message: &str) -> Result<Option<String>>;
 }
-
-/// One line of a live table or status: start, length, target type, params.
-pub type Target = (u64, u64, String, String);
 
 /// Check a dm name the way the kernel will (ASCII, 1..=127 bytes, no `/`),
 /// before anything is created.
@@ -109,10 +107,10 @@ impl<D: DeviceMapper + ?Sized> DeviceMapper for &D {
     fn list(&self) -> Result<Vec<DmDevice>> {
         (**self).list()
     }
-    fn table(&self, name: &str) -> Result<Vec<Target>> {
+    fn table(&self, name: &str) -> Result<Table> {
         (**self).table(name)
     }
-    fn status(&self, name: &str) -> Result<Vec<Target>> {
+    fn status(&self, name: &str) -> Result<String> {
         (**self).status(name)
     }
     fn message(&self, name: &str, message: &str) -> Result<Option<String>> {

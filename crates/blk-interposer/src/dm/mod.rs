@@ -8,7 +8,7 @@ pub mod path;
 pub mod real;
 pub mod table;
 
-pub use mapper::{DeviceMapper, DmDevice, Target};
+pub use mapper::{DeviceMapper, DmDevice};
 pub use path::InterposePath;
 pub use real::Dm;
 pub use table::{Arg, Table, TableLine};

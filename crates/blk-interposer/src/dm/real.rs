@@ -3,7 +3,7 @@
 use devicemapper::{errors as dme, DevId, DmError, DmFlags, DmName, DmOptions, DmUuid, DM};
 use nix::errno::Errno;
 
-use crate::dm::mapper::{DeviceMapper, DmDevice, Target};
+use crate::dm::mapper::{DeviceMapper, DmDevice};
 use crate::dm::table::Table;
 use crate::error::{Error, Result};
 use crate::types::DevNo;
@@ -158,23 +158,32 @@ impl DeviceMapper for Dm {
             .collect())
     }
 
-    fn table(&self, name: &str) -> Result<Vec<Target>> {
-        let id = DevId::Name(dm_name(name)?);
-        self.dm()?
-            .table_status(
-                &id,
-                DmOptions::default().set_flags(DmFlags::DM_STATUS_TABLE),
-            )
-            .map(|(_, t)| t)
-            .map_err(dm_err("table", name))
+    fn table(&self, name: &str) -> Result<Table> {
+        let text = self
+            .table_status(name, DmFlags::DM_STATUS_TABLE)?
+            .into_iter()
+            .map(|(start, len, target, params)| format!("{start} {len} {target} {params}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        text.parse().map_err(|e: Error| Error::Dm {
+            op: "table",
+            name: name.to_string(),
+            what: e.to_string(),
+            errno: None,
+        })
     }
 
-    fn status(&self, name: &str) -> Result<Vec<Target>> {
-        let id = DevId::Name(dm_name(name)?);
-        self.dm()?
-            .table_status(&id, DmOptions::default().set_flags(DmFlags::DM_NOFLUSH))
-            .map(|(_, t)| t)
-            .map_err(dm_err("status", name))
+    fn status(&self, name: &str) -> Result<String> {
+        self.table_status(name, DmFlags::empty())?
+            .into_iter()
+            .next()
+            .map(|(_, _, _, params)| params)
+            .ok_or_else(|| Error::Dm {
+                op: "status",
+                name: name.to_string(),
+                what: "it has no live table".into(),
+                errno: None,
+            })
     }
 
     fn message(&self, name: &str, message: &str) -> Result<Option<String>> {
@@ -183,5 +192,19 @@ impl DeviceMapper for Dm {
             .target_msg(&id, Some(0), message)
             .map(|(_, answer)| answer)
             .map_err(dm_err("message", name))
+    }
+}
+
+impl Dm {
+    #[allow(clippy::type_complexity)]
+    fn table_status(&self, name: &str, flags: DmFlags) -> Result<Vec<(u64, u64, String, String)>> {
+        let id = DevId::Name(dm_name(name)?);
+        self.dm()?
+            .table_status(
+                &id,
+                DmOptions::default().set_flags(flags | DmFlags::DM_NOFLUSH),
+            )
+            .map(|(_, lines)| lines)
+            .map_err(dm_err("status", name))
     }
 }

@@ -338,24 +338,21 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
     }
 
     fn era_status_of(&self, name: &str) -> Result<EraStatus> {
-        let lines = self.dm.status(name)?;
-        let text = lines.first().map(|l| l.3.clone()).unwrap_or_default();
-        match lines.as_slice() {
-            [(_, _, t, s)] if t == "era" => EraStatus::parse(s),
-            _ => None,
-        }
-        .ok_or_else(|| Error::EraStatus {
+        let status = self.dm.status(name)?;
+        EraStatus::parse(&status).ok_or_else(|| Error::EraStatus {
             name: name.to_string(),
-            status: text,
+            status,
         })
     }
 
-    /// The era table of dm device `name`, if it has one.
+    /// The era table of dm device `name`, or the target type it has instead.
     fn era_table(&self, name: &str) -> Result<std::result::Result<EraTable, String>> {
-        let lines = self.dm.table(name)?;
-        Ok(match lines.as_slice() {
-            [(_, _, t, p)] if t == "era" => EraTable::parse(p).ok_or_else(|| t.clone()),
-            [(_, _, t, _), ..] => Err(t.clone()),
+        let table = self.dm.table(name)?;
+        Ok(match table.lines.as_slice() {
+            [l] if l.target == "era" => {
+                EraTable::parse(&l.params()).ok_or_else(|| l.target.clone())
+            }
+            [l, ..] => Err(l.target.clone()),
             [] => Err("table-less".into()),
         })
     }

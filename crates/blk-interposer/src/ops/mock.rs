@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::dm::{DeviceMapper, DmDevice, Table, Target};
+use crate::dm::{DeviceMapper, DmDevice, Table};
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::kernel::{Counters, Kernel, Lower, State, Status, Switch};
@@ -35,7 +35,7 @@ pub struct Mock {
     /// Whether `ensure_node` makes a node (no udev) or finds one.
     pub udev: bool,
     /// The live table of each dm device, as loaded.
-    pub tables: RefCell<HashMap<String, Vec<Target>>>,
+    pub tables: RefCell<HashMap<String, Table>>,
     /// dm-era devices: (current era, held metadata snapshot).
     pub eras: RefCell<HashMap<String, (u32, Option<u64>)>>,
     /// What `open_direct` opens (for every device).
@@ -199,9 +199,7 @@ impl DeviceMapper for Mock {
         if table.lines.iter().any(|l| l.target == "era") {
             self.eras.borrow_mut().insert(name.into(), (1, None));
         }
-        self.tables
-            .borrow_mut()
-            .insert(name.into(), table.targets());
+        self.tables.borrow_mut().insert(name.into(), table.clone());
         Ok(())
     }
     fn resume(&self, name: &str) -> Result<()> {
@@ -230,23 +228,21 @@ impl DeviceMapper for Mock {
     fn deps(&self, dev: DevNo) -> Result<Vec<DevNo>> {
         Ok(self.deps.borrow().get(&dev).cloned().unwrap_or_default())
     }
-    fn table(&self, name: &str) -> Result<Vec<Target>> {
-        Ok(self.tables.borrow().get(name).cloned().unwrap_or_default())
+    fn table(&self, name: &str) -> Result<Table> {
+        self.tables
+            .borrow()
+            .get(name)
+            .cloned()
+            .ok_or(Error::DmNotFound { name: name.into() })
     }
-    fn status(&self, name: &str) -> Result<Vec<Target>> {
+    fn status(&self, name: &str) -> Result<String> {
         self.call("dm_status", name.into())?;
-        let t = self.table(name)?;
-        Ok(match (self.eras.borrow().get(name), t.first()) {
-            (Some((era, snap)), Some(l)) => vec![(
-                l.0,
-                l.1,
-                "era".into(),
-                format!(
-                    "8 20/16384 {era} {}",
-                    snap.map_or("-".into(), |s| s.to_string())
-                ),
-            )],
-            _ => t,
+        Ok(match self.eras.borrow().get(name) {
+            Some((era, snap)) => format!(
+                "8 20/16384 {era} {}",
+                snap.map_or("-".into(), |s| s.to_string())
+            ),
+            None => String::new(),
         })
     }
     fn message(&self, name: &str, message: &str) -> Result<Option<String>> {
