@@ -164,7 +164,7 @@ pub struct EraAttachArgs {
     #[arg(long, short, value_name = "META_DEV")]
     pub metadata: PathBuf,
     /// Era block size: a multiple of 4 KiB (4k, 64k, 1m).
-    #[arg(long, short, default_value = "64k", value_parser = parse_size)]
+    #[arg(long, short, default_value = "64k", value_parser = parse_bytes)]
     pub block_size: u64,
     /// Name of the dm-era device (default: DEVICE-era).
     #[arg(long)]
@@ -189,7 +189,7 @@ pub struct EraChangedArgs {
 }
 
 /// A size in bytes: `65536`, `64k`, `64KiB`, `1m`, `1M`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
@@ -358,12 +358,12 @@ mod tests {
 
     #[test]
     fn sizes_parse() {
-        assert_eq!(parse_size("65536"), Ok(65536));
-        assert_eq!(parse_size("64k"), Ok(65536));
-        assert_eq!(parse_size("64KiB"), Ok(65536));
-        assert_eq!(parse_size("2M"), Ok(2 << 20));
-        assert!(parse_size("64q").unwrap_err().contains("unknown unit"));
-        assert!(parse_size("k").is_err());
+        assert_eq!(parse_bytes("65536"), Ok(65536));
+        assert_eq!(parse_bytes("64k"), Ok(65536));
+        assert_eq!(parse_bytes("64KiB"), Ok(65536));
+        assert_eq!(parse_bytes("2M"), Ok(2 << 20));
+        assert!(parse_bytes("64q").unwrap_err().contains("unknown unit"));
+        assert!(parse_bytes("k").is_err());
     }
 
     #[test]

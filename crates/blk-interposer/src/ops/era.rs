@@ -415,7 +415,7 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
 mod tests {
     use super::*;
     use crate::era::meta::image;
-    use crate::ops::mock::{Mock, DEV, META};
+    use crate::ops::mock::{Mock, DEV, META, OTHER};
 
     fn ops(m: &Mock) -> Ops<&Mock, &Mock, &Mock> {
         Ops::new(m, m, m)
@@ -424,6 +424,12 @@ mod tests {
     /// A mock whose metadata device holds `img`.
     fn with_image(img: &[u8]) -> (Mock, PathBuf) {
         let m = Mock::new();
+        // vdb: 512 MiB; vdc: 64 KiB, too small for any metadata; vdd: 64 MiB
+        m.sizes.borrow_mut().extend([
+            (DEV, Sectors(1 << 20)),
+            (OTHER, Sectors(128)),
+            (META, Sectors(1 << 17)),
+        ]);
         let p = std::env::temp_dir().join(format!(
             "bi-era-{}-{}",
             std::process::id(),

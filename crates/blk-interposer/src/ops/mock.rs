@@ -40,6 +40,8 @@ pub struct Mock {
     pub eras: RefCell<HashMap<String, (u32, Option<u64>)>>,
     /// What `open_direct` opens (for every device).
     pub image: RefCell<Option<PathBuf>>,
+    /// Device sizes that override the defaults of `sectors`.
+    pub sizes: RefCell<HashMap<DevNo, Sectors>>,
     next_minor: RefCell<u32>,
 }
 
@@ -308,12 +310,13 @@ impl Host for Mock {
         Ok(self.nodes.borrow_mut().remove(path))
     }
     fn sectors(&self, dev: DevNo) -> Result<Sectors> {
-        // vdb: 512 MiB; vdc: 64 KiB, too small for any metadata
-        Ok(Sectors(match dev {
-            OTHER => 128,
-            META => 1 << 17,
-            _ => 1 << 20,
-        }))
+        if let Some(s) = self.sizes.borrow().get(&dev) {
+            return Ok(*s);
+        }
+        match dev {
+            OTHER => Ok(Sectors(8192)),
+            _ => Ok(Sectors(2048)),
+        }
     }
     fn open_direct(&self, dev: DevNo) -> Result<std::fs::File> {
         self.call("open_direct", dev.to_string())?;
