@@ -322,6 +322,14 @@ pub enum Error {
         /// The dm name.
         name: String,
     },
+    /// Another interposer is stacked on the era interposer.
+    #[error("`{by}` is stacked on `{name}` and takes the device's bios (a snapshot?); take it away first (`interposer snapshot remove GROUP`, or `interposer remove {by}`)")]
+    EraCovered {
+        /// The era interposer.
+        name: String,
+        /// What the device is attached to now.
+        by: String,
+    },
     /// The metadata snapshot could not be dropped (after `before`, when
     /// reading the changes failed first).
     #[error("{before}dropping the metadata snapshot of `{name}` failed ({drop}): drop it with `dmsetup message {name} 0 drop_metadata_snap`")]

@@ -329,6 +329,14 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
     /// metadata stays on its device.
     pub fn era_detach(&self, what: &str) -> Result<crate::RemoveReport> {
         let f = self.find_era(what)?;
+        if let Some(dev) = f.dev {
+            let on = self.kernel.status(dev)?.interposer;
+            let by = on.and_then(|i| self.dm.name_of(i).ok().flatten());
+            match by {
+                Some(by) if by != f.name => return Err(Error::EraCovered { name: f.name, by }),
+                _ => {}
+            }
+        }
         self.remove(&f.name)
     }
 
@@ -545,6 +553,18 @@ mod tests {
             (s.status.era, s.metadata_dev, s.block_bytes),
             (4, META, 65536)
         );
+        // A snapshot-origin stacked on top takes the device's bios: refused.
+        m.dms
+            .borrow_mut()
+            .push(("snap-vdb-origin".into(), DevNo::new(253, 9), true));
+        let saved = m.lowers.borrow()[&DEV].interposer;
+        m.lowers.borrow_mut().get_mut(&DEV).unwrap().interposer = Some(DevNo::new(253, 9));
+        let e = ops(&m).era_detach("vdb").unwrap_err().to_string();
+        assert!(
+            e.starts_with("`snap-vdb-origin` is stacked on `vdb-era`"),
+            "{e}"
+        );
+        m.lowers.borrow_mut().get_mut(&DEV).unwrap().interposer = saved;
         let r = ops(&m).era_detach("vdb").unwrap();
         assert_eq!((r.name.as_str(), r.dev), ("vdb-era", DEV));
         let e = ops(&m).era_checkpoint("vdb").unwrap_err().to_string();
