@@ -28,8 +28,8 @@ Examples:
   # Put a linear mapping on the live /dev/vdb (it stays mounted):
   echo \"0 $(blockdev --getsz /dev/vdb) linear [interpose]/dev/vdb 0\" | interposer create vdb-lin
 
-  # Changed-block tracking with dm-era, metadata on /dev/vdc:
-  interposer create vdb-era --table \"0 $(blockdev --getsz /dev/vdb) era /dev/vdc [interpose]/dev/vdb 128\"
+  # Changed-block tracking with dm-era, metadata on /dev/vdc (see `interposer era --help`):
+  interposer era attach /dev/vdb --metadata /dev/vdc
 
   interposer ls                 # what is interposed, by what
   interposer remove vdb-lin     # back to the plain device, still mounted
