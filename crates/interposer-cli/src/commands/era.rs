@@ -71,7 +71,7 @@ fn changed(a: EraChangedArgs, json: bool) -> anyhow::Result<()> {
 
 fn summary(r: &EraChanges) -> String {
     format!(
-        "{}: {} range(s), {} of {} blocks of {} ({} bytes) written since era {}; the next era is {}",
+        "{}: {} range(s), {} of {} blocks of {} ({} bytes) written since era {}; writes from now on are in era {} or later",
         r.device,
         r.ranges.len(),
         r.changed_blocks,
@@ -163,7 +163,7 @@ mod tests {
         };
         assert_eq!(
             summary(&r),
-            "/dev/vdb1: 1 range(s), 2 of 100 blocks of 64.0 KiB (131072 bytes) written since era 3; the next era is 5"
+            "/dev/vdb1: 1 range(s), 2 of 100 blocks of 64.0 KiB (131072 bytes) written since era 3; writes from now on are in era 5 or later"
         );
         let s = EraInfo {
             name: "vdb1-era".into(),
