@@ -1,7 +1,9 @@
 //! The host's device nodes and sysfs, as a trait, so that orchestration tests
 //! need neither real devices nor root.  [`System`] is the real one.
 
+use std::fs::File;
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -24,8 +26,11 @@ pub trait Host {
     /// Remove `path` if it is a block node of `dev` (not a udev symlink);
     /// `true` when removed.
     fn remove_node(&self, path: &Path, dev: DevNo) -> Result<bool>;
-    /// The size of block device `dev`.
+    /// The size of `dev`.
     fn sectors(&self, dev: DevNo) -> Result<Sectors>;
+    /// Open `dev` for reading what is on the disk itself, past the page
+    /// cache (`O_DIRECT`), for metadata that a dm target writes.
+    fn open_direct(&self, dev: DevNo) -> Result<File>;
     /// Write zeros over the first `len` of the block device at `path`, and
     /// flush them (a COW store's header: dm-snapshot would take old
     /// contents for a snapshot to load).
@@ -53,6 +58,9 @@ impl<H: Host + ?Sized> Host for &H {
     }
     fn sectors(&self, dev: DevNo) -> Result<Sectors> {
         (**self).sectors(dev)
+    }
+    fn open_direct(&self, dev: DevNo) -> Result<File> {
+        (**self).open_direct(dev)
     }
     fn zero_start(&self, path: &Path, len: Sectors) -> Result<()> {
         (**self).zero_start(path, len)
@@ -158,6 +166,26 @@ impl Host for System {
         })
     }
 
+    fn open_direct(&self, dev: DevNo) -> Result<File> {
+        let path = match crate::sysfs::kernel_name(dev) {
+            Some(n) => Path::new("/dev").join(n),
+            None => PathBuf::from(format!("/dev/block/{dev}")),
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_DIRECT.bits())
+            .open(&path)
+            .map_err(|source| Error::Io {
+                what: format!("cannot open {}", path.display()),
+                source,
+            })?;
+        match file.metadata() {
+            Ok(m) if m.file_type().is_block_device() && DevNo::from_dev_t(m.rdev()) == dev => {
+                Ok(file)
+            }
+            _ => Err(Error::NotBlockDevice { path }),
+        }
+    }
     fn zero_start(&self, path: &Path, len: Sectors) -> Result<()> {
         use std::io::Write;
         let what = || format!("cannot zero the start of {}", path.display());

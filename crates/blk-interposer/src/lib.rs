@@ -16,7 +16,8 @@
 //!   [`DeviceMapper`] with its real implementation [`Dm`].
 //! - [`Host`]: device nodes and sysfs ([`System`]).
 //! - [`Ops`]: the orchestration (create, remove, list, info, switch, and
-//!   point-in-time snapshots in [`ops::snapshot`]) over the three traits;
+//!   point-in-time snapshots in [`ops::snapshot`], changed-block tracking
+//!   with dm-era, see [`era`]) over the three traits;
 //!   every step undoes the ones before it when it fails.
 //!
 //! # Call order
@@ -39,6 +40,7 @@
 pub mod abi;
 pub mod ctl;
 pub mod dm;
+pub mod era;
 pub mod error;
 pub mod host;
 pub mod kernel;
@@ -52,7 +54,8 @@ pub use error::{Error, Result};
 pub use host::{Host, System};
 pub use kernel::{Counters, Kernel, Lower, State, Status, Switch};
 pub use ops::{
-    CowStore, CreateReport, Entry, Ops, RemoveReport, SnapState, SnapshotGroup, SnapshotMember,
-    SnapshotRemoveReport, SnapshotRequest, SwitchReport,
+    CowStore, CreateReport, Entry, EraAttachReport, EraChanges, EraCheckpoint, EraInfo, Ops,
+    RemoveReport, SnapState, SnapshotGroup, SnapshotMember, SnapshotRemoveReport, SnapshotRequest,
+    SwitchReport,
 };
 pub use types::{DevNo, Sectors, Version};

@@ -28,8 +28,8 @@ Examples:
   # Put a linear mapping on the live /dev/vdb (it stays mounted):
   echo \"0 $(blockdev --getsz /dev/vdb) linear [interpose]/dev/vdb 0\" | interposer create vdb-lin
 
-  # Changed-block tracking with dm-era, metadata on /dev/vdc:
-  interposer create vdb-era --table \"0 $(blockdev --getsz /dev/vdb) era /dev/vdc [interpose]/dev/vdb 128\"
+  # Changed-block tracking with dm-era, metadata on /dev/vdc (see `interposer era --help`):
+  interposer era attach /dev/vdb --metadata /dev/vdc
 
   # A point-in-time snapshot of two mounted partitions, for a backup:
   interposer snapshot create --name bk --cow /dev/vdc /dev/vdb1 /dev/vdb2
@@ -93,6 +93,9 @@ pub enum Command {
     #[command(arg_required_else_help = true)]
     Detach(DetachArgs),
 
+    /// Changed-block tracking with dm-era, live: attach, checkpoint, changed, detach.
+    #[command(arg_required_else_help = true, after_long_help = ERA_EXAMPLES)]
+    Era(EraArgs),
     /// Low level: move several devices at one point in time.
     ///
     /// Each MOVE is DEVICE=INTERPOSER (redirect DEVICE's bios there; an
@@ -110,6 +113,96 @@ pub enum Command {
 
     /// Show the versions of this tool, its ABI and the loaded module.
     Version,
+}
+
+const ERA_EXAMPLES: &str = "\
+Examples:
+  # Track the writes to the mounted /dev/vdb1 in 64 KiB blocks, metadata on /dev/vdd:
+  interposer era attach /dev/vdb1 --metadata /dev/vdd --block-size 64k
+  E=$(interposer era checkpoint vdb1)    # a new era starts; remember its number
+  # ... the device is written ...
+  interposer era changed vdb1 --since $E          # OFFSET LENGTH (bytes) per changed range
+  interposer era changed vdb1 --since $E --json   # ranges in era blocks and bytes
+  interposer era status vdb1
+  interposer era detach vdb1             # the metadata stays on /dev/vdd
+
+DEVICE is the tracked device (/dev/vdb1 or vdb1) or the dm name of its era
+interposer (vdb1-era).";
+
+/// `era`.
+#[derive(Debug, Args)]
+pub struct EraArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: EraCommand,
+}
+
+/// The era verbs.
+#[derive(Debug, Subcommand)]
+pub enum EraCommand {
+    /// Put dm-era on the live DEVICE: `era META [interpose]DEVICE BLOCK`.
+    ///
+    /// The metadata device must be zeroed (dm-era formats it) or hold dm-era
+    /// metadata of the same block size (the eras go on).  The interposer is
+    /// named DEVICE-era (vdb1-era) unless --name says otherwise.
+    #[command(arg_required_else_help = true)]
+    Attach(EraAttachArgs),
+
+    /// Start a new era and print its number: every block written from now
+    /// on is in that era or later (give it to `changed --since`).
+    #[command(arg_required_else_help = true)]
+    Checkpoint(EraDeviceArgs),
+
+    /// Print the byte ranges written in era SINCE or later.
+    ///
+    /// One `OFFSET LENGTH` line (bytes) per range of changed era blocks, a
+    /// summary on standard error; --json gives the ranges in era blocks and
+    /// bytes.  The answer is what `era_invalidate --written-since SINCE`
+    /// lists: a metadata snapshot is taken (it starts a new era), dm-era's
+    /// metadata read from its device, and the snapshot dropped again.
+    #[command(arg_required_else_help = true)]
+    Changed(EraChangedArgs),
+
+    /// Show the current era, the block size and the metadata use.
+    #[command(arg_required_else_help = true)]
+    Status(EraDeviceArgs),
+
+    /// Take the era interposer away (live); its metadata stays on its device.
+    #[command(arg_required_else_help = true)]
+    Detach(EraDeviceArgs),
+}
+
+/// `era attach`.
+#[derive(Debug, Args)]
+pub struct EraAttachArgs {
+    /// The device to track (/dev/vdb1).
+    pub device: PathBuf,
+    /// The device for dm-era's metadata (zeroed, or dm-era's own).
+    #[arg(long, short, value_name = "META_DEV")]
+    pub metadata: PathBuf,
+    /// Era block size: a multiple of 4 KiB (4K, 64K, 1M).
+    #[arg(long, short, value_name = "SIZE", default_value = "64K", value_parser = parse_size)]
+    pub block_size: u64,
+    /// Name of the dm-era device (default: DEVICE-era).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// `era checkpoint|status|detach`.
+#[derive(Debug, Args)]
+pub struct EraDeviceArgs {
+    /// The tracked device (/dev/vdb1, vdb1) or its era interposer's dm name.
+    pub device: String,
+}
+
+/// `era changed`.
+#[derive(Debug, Args)]
+pub struct EraChangedArgs {
+    /// The tracked device (/dev/vdb1, vdb1) or its era interposer's dm name.
+    pub device: String,
+    /// The era from `checkpoint`: list what was written in it or later.
+    #[arg(long, value_name = "ERA")]
+    pub since: u32,
 }
 
 const SWITCH_EXAMPLES: &str = "\
@@ -355,6 +448,55 @@ mod tests {
                 "{args:?}"
             );
         }
+    }
+
+    #[test]
+    fn era_verbs_parse() {
+        let c = parse(&[
+            "era",
+            "attach",
+            "/dev/vdb1",
+            "--metadata",
+            "/dev/vdd",
+            "--block-size",
+            "1m",
+        ])
+        .unwrap();
+        let Command::Era(EraArgs {
+            command: EraCommand::Attach(a),
+        }) = c.command
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (a.block_size, a.metadata, a.name),
+            (2048, PathBuf::from("/dev/vdd"), None)
+        );
+        let c = parse(&["era", "attach", "vdb1", "-m", "/dev/vdd"]).unwrap();
+        let Command::Era(EraArgs {
+            command: EraCommand::Attach(a),
+        }) = c.command
+        else {
+            panic!()
+        };
+        assert_eq!(a.block_size, 128, "64K by default");
+        let c = parse(&["era", "changed", "vdb1", "--since", "3", "--json"]).unwrap();
+        assert!(c.json);
+        let Command::Era(EraArgs {
+            command: EraCommand::Changed(a),
+        }) = c.command
+        else {
+            panic!()
+        };
+        assert_eq!((a.device.as_str(), a.since), ("vdb1", 3));
+        assert!(
+            parse(&["era", "changed", "vdb1"]).is_err(),
+            "--since is needed"
+        );
+        assert!(
+            parse(&["era", "attach", "vdb1"]).is_err(),
+            "--metadata is needed"
+        );
     }
 
     #[test]

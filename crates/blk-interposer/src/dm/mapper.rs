@@ -53,6 +53,9 @@ pub trait DeviceMapper {
     /// The status line of the first target of the device `name`, without
     /// start, length and target type (`dmsetup status`).
     fn status(&self, name: &str) -> Result<String>;
+    /// Send `message` to the target of `name` at sector 0 (`dmsetup message
+    /// NAME 0 MESSAGE`); its answer, if any.
+    fn message(&self, name: &str, message: &str) -> Result<Option<String>>;
 }
 
 /// Check a dm name the way the kernel will (ASCII, 1..=127 bytes, no `/`),
@@ -130,6 +133,9 @@ impl<D: DeviceMapper + ?Sized> DeviceMapper for &D {
     }
     fn status(&self, name: &str) -> Result<String> {
         (**self).status(name)
+    }
+    fn message(&self, name: &str, message: &str) -> Result<Option<String>> {
+        (**self).message(name, message)
     }
 }
 

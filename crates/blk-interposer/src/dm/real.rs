@@ -211,6 +211,14 @@ impl DeviceMapper for Dm {
                 errno: None,
             })
     }
+
+    fn message(&self, name: &str, message: &str) -> Result<Option<String>> {
+        let id = DevId::Name(dm_name(name)?);
+        self.dm()?
+            .target_msg(&id, Some(0), message)
+            .map(|(_, answer)| answer)
+            .map_err(dm_err("message", name))
+    }
 }
 
 impl Dm {

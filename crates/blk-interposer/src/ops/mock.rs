@@ -17,6 +17,8 @@ pub const DEV: DevNo = DevNo::new(254, 16);
 pub const OTHER: DevNo = DevNo::new(254, 32);
 /// `/dev/vdd`.
 pub const THIRD: DevNo = DevNo::new(254, 48);
+/// `/dev/vdd` as a metadata device.
+pub const META: DevNo = THIRD;
 /// The lower device of `DEV`.
 pub const LOWER: DevNo = DevNo::new(252, 0);
 /// The loop devices `loop_create` hands out start here.
@@ -44,6 +46,12 @@ pub struct Mock {
     pub statuses: RefCell<HashMap<String, String>>,
     /// dm name -> open count (default 0).
     pub opens: RefCell<HashMap<String, u32>>,
+    /// dm-era devices: (current era, held metadata snapshot).
+    pub eras: RefCell<HashMap<String, (u32, Option<u64>)>>,
+    /// What `open_direct` opens (for every device).
+    pub image: RefCell<Option<PathBuf>>,
+    /// Device sizes that override the defaults of `sectors`.
+    pub sizes: RefCell<HashMap<DevNo, Sectors>>,
     /// Loop devices made by `loop_create`, with their files.
     pub loops: RefCell<BTreeMap<DevNo, PathBuf>>,
     next_minor: RefCell<u32>,
@@ -211,6 +219,9 @@ impl DeviceMapper for Mock {
         let deps = table.plain_args().filter_map(|a| a.parse().ok()).collect();
         self.deps.borrow_mut().insert(d, deps);
         self.tables.borrow_mut().insert(name.into(), table.clone());
+        if table.lines.iter().any(|l| l.target == "era") {
+            self.eras.borrow_mut().insert(name.into(), (1, None));
+        }
         Ok(())
     }
     fn resume(&self, name: &str) -> Result<()> {
@@ -280,8 +291,29 @@ impl DeviceMapper for Mock {
         if let Some(s) = self.statuses.borrow().get(name) {
             return Ok(s.clone());
         }
+        if let Some((era, snap)) = self.eras.borrow().get(name) {
+            let snap = snap.map_or("-".into(), |s| s.to_string());
+            return Ok(format!("8 20/16384 {era} {snap}"));
+        }
         let t = self.table(name)?;
         Ok(format!("16/{} 16", t.lines[0].length))
+    }
+    fn message(&self, name: &str, message: &str) -> Result<Option<String>> {
+        self.call("dm_message", format!("{name} {message}"))?;
+        let mut eras = self.eras.borrow_mut();
+        let e = eras.get_mut(name).ok_or(Error::Dm {
+            op: "message",
+            name: name.into(),
+            what: "Invalid argument".into(),
+            errno: Some(nix::errno::Errno::EINVAL),
+        })?;
+        match message {
+            "checkpoint" => e.0 += 1,
+            "take_metadata_snap" => *e = (e.0 + 1, Some(1)),
+            "drop_metadata_snap" => e.1 = None,
+            _ => {}
+        }
+        Ok(None)
     }
 }
 
@@ -318,11 +350,22 @@ impl Host for Mock {
         Ok(self.nodes.borrow_mut().remove(path))
     }
     fn sectors(&self, dev: DevNo) -> Result<Sectors> {
+        if let Some(s) = self.sizes.borrow().get(&dev) {
+            return Ok(*s);
+        }
         match dev {
             OTHER => Ok(Sectors(8192)),
             _ if dev.major == LOOP0.major => Ok(Sectors(4096)),
             _ => Ok(Sectors(2048)),
         }
+    }
+    fn open_direct(&self, dev: DevNo) -> Result<std::fs::File> {
+        self.call("open_direct", dev.to_string())?;
+        let p = self.image.borrow().clone().expect("a test image");
+        std::fs::File::open(&p).map_err(|source| Error::Io {
+            what: p.display().to_string(),
+            source,
+        })
     }
     fn zero_start(&self, path: &Path, len: Sectors) -> Result<()> {
         self.call("zero_start", format!("{} {len}", path.display()))

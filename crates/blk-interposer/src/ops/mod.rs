@@ -4,6 +4,7 @@
 
 mod attach;
 mod create;
+mod era;
 mod list;
 #[cfg(test)]
 pub(crate) mod mock;
@@ -12,6 +13,7 @@ pub mod snapshot;
 
 pub use attach::SwitchReport;
 pub use create::CreateReport;
+pub use era::{EraAttachReport, EraChanges, EraCheckpoint, EraInfo};
 pub use list::Entry;
 pub use remove::RemoveReport;
 pub use snapshot::{

@@ -3,6 +3,7 @@
 
 mod attach;
 mod create;
+mod era;
 mod info;
 mod ls;
 mod remove;
@@ -22,6 +23,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Info(args) => info::exec(args, cli.json),
         Command::Attach(args) => attach::exec_attach(args, cli.json),
         Command::Detach(args) => attach::exec_detach(args, cli.json),
+        Command::Era(args) => era::exec(args, cli.json),
         Command::Switch(args) => attach::exec_switch(args, cli.json),
         Command::Snapshot(cmd) => snapshot::exec(cmd, cli.json),
         Command::Version => version::exec(cli.json),
