@@ -182,7 +182,7 @@ pub struct EraAttachArgs {
     pub metadata: PathBuf,
     /// Era block size: a multiple of 4 KiB (4K, 64K, 1M).
     #[arg(long, short, value_name = "SIZE", default_value = "64K", value_parser = parse_size)]
-    pub block_size: u64,
+    pub block_size: u64, // in 512-byte sectors, as parse_size gives them
     /// Name of the dm-era device (default: DEVICE-era).
     #[arg(long)]
     pub name: Option<String>,

@@ -18,7 +18,13 @@ pub fn exec(args: EraArgs, json: bool) -> anyhow::Result<()> {
 
 fn attach(a: EraAttachArgs, json: bool) -> anyhow::Result<()> {
     let r = super::system()?
-        .era_attach(&a.device, &a.metadata, a.block_size, a.name.as_deref())
+        // parse_size gives 512-byte sectors; the library takes bytes.
+        .era_attach(
+            &a.device,
+            &a.metadata,
+            a.block_size.saturating_mul(512),
+            a.name.as_deref(),
+        )
         .with_context(|| format!("cannot attach dm-era to {}", a.device.display()))?;
     if json {
         return output::json(&r);
