@@ -119,7 +119,7 @@ pub fn build_cli(root: &Path) -> Result<Option<PathBuf>> {
 }
 
 /// Test programs of crates/vm-tools, installed next to `interposer` in the VM.
-const VM_TOOLS: &[&str] = &["stamp-writer", "hostile-ioctl"];
+const VM_TOOLS: &[&str] = &["stamp-writer", "hostile-ioctl", "insn-marker"];
 
 /// Pack `initramfs.cpio.gz` for `kernel` and return its path.
 pub fn build(
