@@ -383,7 +383,8 @@ fn build_overlay(
     let init = root.join("tests/common/init");
     fs::copy(&init, stage.join("init")).with_context(|| format!("copying {}", init.display()))?;
     fs::set_permissions(stage.join("init"), fs::Permissions::from_mode(0o755))?;
-    for sub in ["common", "scenarios"] {
+    // bench/: the guest side of `cargo xtask bench` (not a scenario: `test` never runs it).
+    for sub in ["common", "scenarios", "bench"] {
         copy_tree(
             &root.join("tests").join(sub),
             &stage.join("tests").join(sub),
