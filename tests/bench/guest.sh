@@ -40,6 +40,11 @@ PARTS=$(_arg parts)
 : "${PARTS:=calib,matrix,snap,stall}"
 
 _have_program fio insn-marker interposer dmsetup
+# No transparent huge pages: whether fio's 1M buffers happened to get one decided the cost
+# of a 1M write (pinning 256 pages or a few), which made 1M seqwrite bimodal, 63k or 80k
+# instructions per I/O from round to round.
+_thp=/sys/kernel/mm/transparent_hugepage/enabled
+[ ! -w "$_thp" ] || echo never >"$_thp"
 OUT=/tmp/bench
 mkdir -p "$OUT" /tmp/work
 cd /tmp/work

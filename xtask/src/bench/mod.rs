@@ -67,7 +67,7 @@ impl Params {
         } else {
             Params {
                 rounds: 9,
-                ios: 4096,
+                ios: 3072,
                 calib: 50_000_000,
                 cow_mib: 16,
                 stall: 3,
