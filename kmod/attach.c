@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Attach and detach: the control-path side of the hook, like a dm target's
- * suspend/resume.  Both run under interposer_mutex and follow one order:
+ * The switch: attach, detach and SWITCH, the control-path side of the hook,
+ * like a dm target's suspend/resume.  All run under interposer_mutex as one
+ * switch of one or more devices, each step done for every device before the
+ * next step starts, so that several devices share one point in time:
  *
- *   freeze the filesystem   its own sync I/O still passes the open gate
- *   close the gate          new bios wait (or park, or get EAGAIN)
- *   drain                   redirected bios in flight to the old target end
- *   switch                  publish or withdraw the device and its target
- *   open the gate           waiting and parked bios go to the new place
+ *   open and check targets  nothing has changed yet if one is wrong
+ *   freeze the filesystems  their own sync I/O still passes the open gates
+ *   close the gates         new bios wait (or park, or get EAGAIN)
+ *   drain                   redirected bios in flight to old targets end
+ *   switch                  publish, replace or withdraw each target
+ *   open the gates          waiting and parked bios go to the new place
  *   thaw
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -56,16 +59,20 @@ static void interposer_set_switching(struct interposer_dev *ipd, bool on)
 	spin_unlock_irq(&ipd->defer_lock);
 }
 
-/* Close the gate and wait until no redirected bio is in flight. */
-static int interposer_gate_close(struct interposer_dev *ipd)
+/* Close the gate: new bios of @ipd wait from now on. */
+static void interposer_gate_kill(struct interposer_dev *ipd)
 {
 	interposer_set_switching(ipd, true);
 	reinit_completion(&ipd->drained);
 	percpu_ref_kill(&ipd->gate);
-	if (!wait_for_completion_timeout(&ipd->drained,
-					 msecs_to_jiffies(switch_timeout_ms)))
-		return -ETIMEDOUT;
-	return 0;
+}
+
+/* Wait until no bio redirected before the gate closed is in flight. */
+static int interposer_gate_wait(struct interposer_dev *ipd, unsigned long deadline)
+{
+	long left = max_t(long, (long)(deadline - jiffies), 1);
+
+	return wait_for_completion_timeout(&ipd->drained, left) ? 0 : -ETIMEDOUT;
 }
 
 static void interposer_gate_open(struct interposer_dev *ipd)
@@ -85,13 +92,28 @@ static void interposer_thaw_logged(struct interposer_dev *ipd)
 		pr_err("%pg: thaw failed: %d\n", ipd->orig.bdev, ret);
 }
 
+/* Where the bios of @dev go once the switch of @mv is done; NULL: to @dev. */
+static struct block_device *interposer_next(dev_t dev, struct interposer_move *mv,
+					    unsigned int n)
+{
+	struct interposer_dev *ipd;
+	unsigned int i;
+
+	for (i = 0; i < n; i++)
+		if (mv[i].ipd->dev == dev)
+			return mv[i].target.bdev;
+	ipd = interposer_find(dev);
+	return ipd ? ipd->target.bdev : NULL;
+}
+
 /*
- * The interposer must be another disk that does not lead back to @ipd:
- * not the device, not a partition of its disk, not a lower device, not a
- * device whose own chain of attachments comes back here.
+ * The interposer must be another disk that does not lead back to @ipd once
+ * the whole switch is done: not the device, not a partition of its disk, not
+ * a lower device, not a device whose chain of attachments comes back here.
  */
 static int interposer_check_target(struct interposer_dev *ipd,
-				   struct block_device *target)
+				   struct block_device *target,
+				   struct interposer_move *mv, unsigned int n)
 {
 	struct block_device *orig = ipd->orig.bdev;
 	struct block_device *next = target;
@@ -116,101 +138,207 @@ static int interposer_check_target(struct interposer_dev *ipd,
 		return -EROFS;
 	}
 	for (depth = 0; depth < 16; depth++) {
-		struct interposer_dev *n = interposer_find(next->bd_dev);
+		struct block_device *t = interposer_next(next->bd_dev, mv, n);
 
-		if (!n || !n->target.bdev)
+		if (!t)
 			return 0;
-		if (n == ipd || n->target.bdev->bd_disk == orig->bd_disk) {
+		if (next->bd_dev == ipd->dev || t->bd_disk == orig->bd_disk) {
 			pr_err("%pg: interposer %pg leads back to it\n", orig, target);
 			return -ELOOP;
 		}
-		next = n->target.bdev;
+		next = t;
 	}
 	return -ELOOP;
 }
 
-int interposer_attach(struct interposer_dev *ipd, dev_t target_dev)
+/* Open and check the new targets; on error *@failed is the entry's index. */
+static int interposer_switch_prepare(struct interposer_move *mv, unsigned int n,
+				     unsigned int *failed)
 {
-	struct request_queue *q = bdev_get_queue(ipd->orig.bdev);
-	struct interposer_bdev target = {};
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < n; i++) {
+		struct interposer_dev *ipd = mv[i].ipd;
+		bool attached = ipd->target.bdev;
+
+		*failed = i;
+		if (!mv[i].to && !attached)
+			return -ENOENT;
+		if (mv[i].to && test_bit(GD_DEAD, &ipd->orig.bdev->bd_disk->state))
+			return -ENODEV;
+		if (!mv[i].to)
+			continue;
+		ret = interposer_bdev_open(&mv[i].target, mv[i].to, true);
+		if (ret)
+			return ret;
+		/* Request-based dm counts bios only once they are requests. */
+		if (mv[i].target.bdev->bd_disk->fops->submit_bio)
+			mv[i].target_md = dm_get_md(mv[i].to);
+	}
+	for (i = 0; i < n; i++) {
+		*failed = i;
+		if (!mv[i].to)
+			continue;
+		ret = interposer_check_target(mv[i].ipd, mv[i].target.bdev, mv, n);
+		if (ret)
+			return ret;
+		/* The slot a new attachment fills, so that publishing cannot fail. */
+		if (!mv[i].ipd->target.bdev) {
+			ret = xa_reserve(&interposer_active, mv[i].ipd->dev, GFP_KERNEL);
+			if (ret)
+				return ret;
+			mv[i].reserved = true;
+		}
+	}
+	return 0;
+}
+
+/* Undo what prepare and the freezes did, for a switch that did not happen. */
+static void interposer_switch_abandon(struct interposer_move *mv, unsigned int n)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		if (mv[i].frozen)
+			interposer_thaw_logged(mv[i].ipd);
+		if (mv[i].reserved)
+			xa_release(&interposer_active, mv[i].ipd->dev);
+		if (mv[i].target_md)
+			dm_put(mv[i].target_md);
+		interposer_bdev_close(&mv[i].target);
+	}
+}
+
+/* Publish the new target of one device; the gates are closed and drained. */
+static void interposer_switch_one(struct interposer_move *mv)
+{
+	struct interposer_dev *ipd = mv->ipd;
+	bool attached = ipd->target.bdev;
+
+	mv->old = ipd->target;
+	mv->old_md = ipd->target_md;
+	ipd->target = mv->target;
+	ipd->target_md = mv->target_md;
+	mv->target = (struct interposer_bdev){};
+	mv->target_md = NULL;
+	if (!ipd->target.bdev) {
+		xa_erase(&interposer_active, ipd->dev);
+		return;
+	}
+	xa_store(&interposer_active, ipd->dev, ipd, GFP_NOWAIT);
+	ipd->attaches++;
+	if (attached)
+		return;
+	/* Requests issued straight to the device before the switch end first. */
+	blk_mq_freeze_queue(bdev_get_queue(ipd->orig.bdev));
+	blk_mq_unfreeze_queue(bdev_get_queue(ipd->orig.bdev));
+	__module_get(THIS_MODULE);	/* dropped by the detach */
+}
+
+/*
+ * Wait for the bios that the hook remapped to dm device @md (no clone holds
+ * the gate for them) to end, then drop our hold on it.  The gates are open
+ * by now: a bio on its way through @md never waits for them.
+ */
+static void interposer_drain_dm(struct mapped_device *md)
+{
+	dm_internal_suspend_fast(md);
+	dm_internal_resume_fast(md);
+	dm_put(md);
+}
+
+/* Release what the switch took from one device. */
+static void interposer_switch_done(struct interposer_move *mv)
+{
+	struct interposer_dev *ipd = mv->ipd;
+
+	if (mv->old_md)
+		interposer_drain_dm(mv->old_md);
+
+	if (ipd->target.bdev)
+		pr_info("%pg: attached to %pg\n", ipd->orig.bdev, ipd->target.bdev);
+	else
+		pr_info("%pg: detached from %pg\n", ipd->orig.bdev, mv->old.bdev);
+	if (mv->old.bdev && !ipd->target.bdev)
+		module_put(THIS_MODULE);
+	interposer_bdev_close(&mv->old);
+}
+
+/*
+ * Switch the devices of @mv (distinct, each with a lower device) to their
+ * targets @mv[i].to (0: detach), all at one point in time, or change none.
+ * On error *@failed is the index of the entry that failed.
+ */
+int interposer_switch(struct interposer_move *mv, unsigned int n, unsigned int *failed)
+{
+	unsigned long deadline;
+	unsigned int i;
 	int ret;
 
 	lockdep_assert_held(&interposer_mutex);
-	if (ipd->target.bdev)
-		return -EEXIST;
-	if (test_bit(GD_DEAD, &ipd->orig.bdev->bd_disk->state))
-		return -ENODEV;
-	ret = interposer_bdev_open(&target, target_dev, true);
+	ret = interposer_switch_prepare(mv, n, failed);
 	if (ret)
-		return ret;
-	ret = interposer_check_target(ipd, target.bdev);
-	if (ret)
-		goto out_close;
-	ret = interposer_freeze(ipd->orig.bdev);
-	if (ret) {
-		pr_err("%pg: cannot freeze: %d\n", ipd->orig.bdev, ret);
-		goto out_close;
-	}
-	ret = interposer_gate_close(ipd);
-	if (!ret)
-		ret = xa_insert(&interposer_active, ipd->dev, ipd, GFP_KERNEL);
-	if (ret) {
-		interposer_gate_open(ipd);
-		interposer_thaw_logged(ipd);
-		goto out_close;
-	}
-	/* Requests issued straight to the device before the switch end first. */
-	blk_mq_freeze_queue(q);
-	blk_mq_unfreeze_queue(q);
+		goto abandon;
 
-	ipd->target = target;
-	ipd->attaches++;
-	__module_get(THIS_MODULE);	/* dropped by detach */
-	interposer_gate_open(ipd);
-	interposer_thaw_logged(ipd);
-	pr_info("%pg: attached to %pg\n", ipd->orig.bdev, target.bdev);
+	for (i = 0; i < n; i++) {
+		/* An unplugged device has no filesystem left to freeze. */
+		if (test_bit(GD_DEAD, &mv[i].ipd->orig.bdev->bd_disk->state))
+			continue;
+		*failed = i;
+		ret = interposer_freeze(mv[i].ipd->orig.bdev);
+		if (ret) {
+			pr_err("%pg: cannot freeze: %d\n", mv[i].ipd->orig.bdev, ret);
+			goto abandon;
+		}
+		mv[i].frozen = true;
+	}
+
+	for (i = 0; i < n; i++)
+		interposer_gate_kill(mv[i].ipd);
+	deadline = jiffies + msecs_to_jiffies(switch_timeout_ms);
+	for (i = 0; i < n && !ret; i++) {
+		*failed = i;
+		ret = interposer_gate_wait(mv[i].ipd, deadline);
+	}
+	if (ret) {
+		pr_err("%pg: in-flight I/O to %pg did not drain; is it suspended?\n",
+		       mv[*failed].ipd->orig.bdev, mv[*failed].ipd->target.bdev);
+		for (i = 0; i < n; i++)
+			interposer_gate_open(mv[i].ipd);
+		goto abandon;
+	}
+
+	for (i = 0; i < n; i++)
+		interposer_switch_one(&mv[i]);
+	for (i = 0; i < n; i++)
+		interposer_gate_open(mv[i].ipd);
+	for (i = 0; i < n; i++)
+		if (mv[i].frozen)
+			interposer_thaw_logged(mv[i].ipd);
+	for (i = 0; i < n; i++)
+		interposer_switch_done(&mv[i]);
 	return 0;
 
-out_close:
-	interposer_bdev_close(&target);
+abandon:
+	interposer_switch_abandon(mv, n);
 	return ret;
+}
+
+int interposer_attach(struct interposer_dev *ipd, dev_t target)
+{
+	struct interposer_move mv = { .ipd = ipd, .to = target };
+	unsigned int failed;
+
+	if (ipd->target.bdev)
+		return -EEXIST;
+	return interposer_switch(&mv, 1, &failed);
 }
 
 int interposer_detach(struct interposer_dev *ipd)
 {
-	/* An unplugged device has no filesystem left to freeze. */
-	bool freeze = !test_bit(GD_DEAD, &ipd->orig.bdev->bd_disk->state);
-	struct interposer_bdev old;
-	int ret;
+	struct interposer_move mv = { .ipd = ipd };
+	unsigned int failed;
 
-	lockdep_assert_held(&interposer_mutex);
-	if (!ipd->target.bdev)
-		return -ENOENT;
-	if (freeze) {
-		ret = interposer_freeze(ipd->orig.bdev);
-		if (ret) {
-			pr_err("%pg: cannot freeze: %d\n", ipd->orig.bdev, ret);
-			return ret;
-		}
-	}
-	ret = interposer_gate_close(ipd);
-	if (ret) {
-		pr_err("%pg: in-flight I/O to %pg did not drain; is it suspended?\n",
-		       ipd->orig.bdev, ipd->target.bdev);
-		interposer_gate_open(ipd);
-		if (freeze)
-			interposer_thaw_logged(ipd);
-		return ret;
-	}
-	xa_erase(&interposer_active, ipd->dev);
-	old = ipd->target;
-	ipd->target = (struct interposer_bdev){};
-	interposer_gate_open(ipd);
-	if (freeze)
-		interposer_thaw_logged(ipd);
-
-	pr_info("%pg: detached from %pg\n", ipd->orig.bdev, old.bdev);
-	interposer_bdev_close(&old);
-	module_put(THIS_MODULE);
-	return 0;
+	return interposer_switch(&mv, 1, &failed);
 }

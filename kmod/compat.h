@@ -122,10 +122,34 @@ static inline struct gendisk *interposer_alloc_disk(struct block_device *bdev)
 #define INTERPOSER_OPEN_DISK	(bdev->bd_disk)
 #endif
 
+/*
+ * The hook reads the first argument and moves the instruction pointer from
+ * struct ftrace_regs without FTRACE_OPS_FL_SAVE_REGS (as livepatch does on
+ * x86-64), so ftrace calls it from its lighter trampoline.
+ */
+/*
+ * Exported by dm.c (EXPORT_SYMBOL_GPL, for dm targets) but declared only in
+ * drivers/md/dm.h: block a dm device's new bios and wait for those in
+ * flight, then let it go on.  A switch uses them to drain bios it handed
+ * to a dm interposer without a clone of its own.
+ */
+struct mapped_device;
+void dm_internal_suspend_fast(struct mapped_device *md);
+void dm_internal_resume_fast(struct mapped_device *md);
+
+#ifndef CONFIG_HAVE_DYNAMIC_FTRACE_WITH_ARGS
+#error "the hook needs ftrace with arguments and IP modification (x86-64, as livepatch)"
+#endif
 #ifdef ftrace_regs_set_instruction_pointer
 #define interposer_set_ip(fregs, ip) ftrace_regs_set_instruction_pointer(fregs, ip)
 #else
 #define interposer_set_ip(fregs, ip) ftrace_instruction_pointer_set(fregs, ip)
+#endif
+#ifdef ftrace_regs_get_argument
+#define interposer_first_arg(fregs) ftrace_regs_get_argument(fregs, 0)
+#else
+/* x86-64 before 6.7: struct ftrace_regs wraps the pt_regs of the call. */
+#define interposer_first_arg(fregs) ((fregs)->regs.di)
 #endif
 
 #endif /* INTERPOSER_COMPAT_H */

@@ -10,6 +10,8 @@
 #include <linux/miscdevice.h>
 #include <linux/uaccess.h>
 #include <linux/capability.h>
+#include <linux/slab.h>
+#include <linux/string.h>
 
 #include "internal.h"
 
@@ -75,6 +77,56 @@ static int interposer_ctl_list(struct blk_interposer_ioctl *hdr, void __user *pa
 	return 0;
 }
 
+/*
+ * SWITCH: @hdr->count entries at @payload.  On error @hdr->dev and
+ * @hdr->interposer name the entry that failed.
+ */
+static int interposer_ctl_switch(struct blk_interposer_ioctl *hdr,
+				 void __user *payload)
+{
+	struct blk_interposer_switch *sw;
+	struct interposer_move *mv;
+	unsigned int i, j, n = hdr->count, failed = 0;
+	int ret = 0;
+
+	if (!n || n > BLK_INTERPOSER_SWITCH_MAX ||
+	    hdr->data_size - hdr->data_start < n * sizeof(*sw))
+		return -EINVAL;
+	sw = memdup_user(payload, n * sizeof(*sw));
+	if (IS_ERR(sw))
+		return PTR_ERR(sw);
+	mv = kcalloc(n, sizeof(*mv), GFP_KERNEL);
+	if (!mv) {
+		kfree(sw);
+		return -ENOMEM;
+	}
+	for (i = 0; i < n && !ret; i++) {
+		dev_t dev = interposer_ctl_dev(&sw[i].dev);
+
+		failed = i;
+		mv[i].ipd = dev ? interposer_find(dev) : NULL;
+		if (!mv[i].ipd) {
+			ret = dev ? -ENOENT : -ENODEV;
+		} else if (sw[i].interposer.major || sw[i].interposer.minor) {
+			mv[i].to = interposer_ctl_dev(&sw[i].interposer);
+			if (!mv[i].to)
+				ret = -ENODEV;
+		}
+		for (j = 0; j < i && !ret; j++)
+			if (mv[j].ipd == mv[i].ipd)
+				ret = -EINVAL;	/* one device, two places */
+	}
+	if (!ret)
+		ret = interposer_switch(mv, n, &failed);
+	if (ret) {
+		hdr->dev = sw[failed].dev;
+		hdr->interposer = sw[failed].interposer;
+	}
+	kfree(mv);
+	kfree(sw);
+	return ret;
+}
+
 static int interposer_ctl_dispatch(unsigned int nr, struct blk_interposer_ioctl *hdr,
 				   void __user *payload)
 {
@@ -86,6 +138,8 @@ static int interposer_ctl_dispatch(unsigned int nr, struct blk_interposer_ioctl 
 		return 0;
 	if (nr == BLK_INTERPOSER_LIST_CMD)
 		return interposer_ctl_list(hdr, payload);
+	if (nr == BLK_INTERPOSER_SWITCH_CMD)
+		return interposer_ctl_switch(hdr, payload);
 
 	dev = interposer_ctl_dev(&hdr->dev);
 	if (!dev)
@@ -128,7 +182,7 @@ static long interposer_ctl_ioctl(struct file *file, unsigned int cmd,
 	struct blk_interposer_ioctl hdr;
 	long ret;
 
-	if (_IOC_TYPE(cmd) != BLK_INTERPOSER_IOCTL || nr > BLK_INTERPOSER_LIST_CMD)
+	if (_IOC_TYPE(cmd) != BLK_INTERPOSER_IOCTL || nr > BLK_INTERPOSER_SWITCH_CMD)
 		return -ENOTTY;
 	if (cmd != _IOWR(BLK_INTERPOSER_IOCTL, nr, struct blk_interposer_ioctl))
 		return -EINVAL;	/* a header of another size: another ABI */
@@ -143,7 +197,8 @@ static long interposer_ctl_ioctl(struct file *file, unsigned int cmd,
 		ret = -EINVAL;
 	} else {
 		hdr.flags &= ~BLK_INTERPOSER_BUFFER_FULL;
-		hdr.count = 0;
+		if (nr != BLK_INTERPOSER_SWITCH_CMD)
+			hdr.count = 0;	/* In only for SWITCH */
 		mutex_lock(&interposer_mutex);
 		ret = interposer_ctl_dispatch(nr, &hdr, uarg + hdr.data_start);
 		mutex_unlock(&interposer_mutex);

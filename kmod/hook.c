@@ -7,17 +7,20 @@
  * interposed one, moves the instruction pointer to interposer_hook_submit().
  * That function may sleep; it calls submit_bio_noacct() again for the bios
  * it passes on, and the callback lets those through because their device is
- * not interposed (a clone aimed at the interposer) or because they carry the
- * lower device's marker (clones from the lower device and the remainders the
- * block layer splits off them).
+ * not interposed (a clone aimed at the interposer) or because they carry
+ * BIO_REMAPPED (bios the lower device remapped to the real device, and the
+ * remainders the block layer splits off them).  Bios aimed at a lower device
+ * are remapped to the real device right in the callback (no sleeping, no
+ * allocation), which saves them a pass through the lower disk.
  *
- * The hook is registered with the first lower device and unregistered with
- * the last, not at every attach and detach: registering rewrites the first
- * instructions of submit_bio_noacct() while other CPUs run through them, and
- * under qemu TCG a CPU once executed a stale int3 there (an oops) in a race
- * of hundreds of attach/detach calls under I/O.  Patching per lower device
- * keeps that rare and the switch itself free of code patching.  With no
- * lower device the hook is not registered at all.
+ * The hook is registered with the first lower device and unregistered
+ * hook_linger_ms after the last, not at every attach and detach: registering
+ * rewrites the first instructions of submit_bio_noacct() while other CPUs
+ * run through them, and under qemu TCG a CPU has executed a stale int3 there
+ * (an oops) in races of hundreds of attach/detach or create/remove calls
+ * under I/O.  Patching rarely keeps that rare and the switch itself free of
+ * code patching.  Some seconds after the last lower device is gone the hook
+ * is not registered at all.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -55,7 +58,10 @@ static struct interposer_dev *interposer_lookup(struct bio *bio)
 	return ipd && ipd->orig.bdev == bio->bi_bdev ? ipd : NULL;
 }
 
-/* Called with a gate reference, which the clone carries until it completes. */
+/*
+ * Called with a gate reference.  A clone carries it until it completes; a
+ * bio remapped to a dm interposer gives it back once dm has it.
+ */
 static void interposer_redirect(struct interposer_dev *ipd, struct bio *bio)
 {
 	bool nowait = bio->bi_opf & REQ_NOWAIT;
@@ -68,6 +74,18 @@ static void interposer_redirect(struct interposer_dev *ipd, struct bio *bio)
 		/* Detached while we entered: the device takes it directly. */
 		percpu_ref_put(&ipd->gate);
 		submit_bio_noacct(bio);
+		return;
+	}
+	if (!current->bio_list && READ_ONCE(ipd->target_md)) {
+		/*
+		 * At the top level submit_bio_noacct() hands the bio to dm
+		 * before it returns, and from then on dm counts it for the
+		 * switch that drains it: a remap does, no clone needed.
+		 */
+		this_cpu_inc(ipd->stats->redirected);
+		bio_set_dev(bio, target);
+		submit_bio_noacct(bio);
+		percpu_ref_put(&ipd->gate);
 		return;
 	}
 	clone = bio_alloc_clone(target, bio, nowait ? GFP_NOWAIT : GFP_NOIO,
@@ -164,28 +182,66 @@ static void notrace interposer_ftrace(unsigned long ip, unsigned long parent_ip,
 				      struct ftrace_ops *ops,
 				      struct ftrace_regs *fregs)
 {
-	struct pt_regs *regs = ftrace_get_regs(fregs);
-	struct bio *bio = (struct bio *)regs_get_kernel_argument(regs, 0);
+	struct bio *bio = (struct bio *)interposer_first_arg(fregs);
 
 	/*
-	 * BIO_REMAPPED: a remainder split off a bio that went to the device
-	 * before the attach, its sector already moved to the whole disk's
-	 * range; it must finish the way it started.
+	 * BIO_REMAPPED: the sector is already on the whole disk's range.  The
+	 * lower device sends its bios down that way, and a remainder split off
+	 * a bio that went to a partition before the attach must finish the way
+	 * it started.
 	 */
-	if (interposer_is_lower_bio(bio) || bio_flagged(bio, BIO_REMAPPED) ||
-	    !interposer_lookup(bio))
+	if (bio_flagged(bio, BIO_REMAPPED))
 		return;
-	interposer_set_ip(fregs, (unsigned long)interposer_hook_submit);
+	if (interposer_is_lower_disk(bio->bi_bdev->bd_disk)) {
+		/* Remapped here, it skips a pass through the lower disk. */
+		interposer_lower_remap(bio);
+		return;
+	}
+	if (interposer_lookup(bio))
+		interposer_set_ip(fregs, (unsigned long)interposer_hook_submit);
 }
 
 static struct ftrace_ops interposer_ftrace_ops = {
 	.func = interposer_ftrace,
-	.flags = FTRACE_OPS_FL_SAVE_REGS | FTRACE_OPS_FL_IPMODIFY,
+	.flags = FTRACE_OPS_FL_IPMODIFY,
 };
 
-static unsigned int interposer_hook_users;	/* under interposer_mutex */
+/*
+ * Unregistering rewrites submit_bio_noacct() while other CPUs run through it
+ * (see the top of this file), so the hook outlives the last lower device by
+ * this long: a tool that removes and recreates interposers in a loop patches
+ * kernel text once, not twice per round.
+ */
+static unsigned int hook_linger_ms = 10000;
+module_param(hook_linger_ms, uint, 0644);
+MODULE_PARM_DESC(hook_linger_ms,
+		 "keep the bio hook registered this long after the last lower device is removed");
 
-/* Register the hook for the first lower device. */
+static unsigned int interposer_hook_users;	/* under interposer_mutex */
+static bool interposer_hook_registered;		/* under interposer_mutex */
+
+static void interposer_hook_unregister(void)
+{
+	lockdep_assert_held(&interposer_mutex);
+	if (!interposer_hook_registered)
+		return;
+	unregister_ftrace_function(&interposer_ftrace_ops);
+	ftrace_set_filter_ip(&interposer_ftrace_ops,
+			     (unsigned long)submit_bio_noacct, 1, 0);
+	interposer_hook_registered = false;
+}
+
+static void interposer_hook_idle(struct work_struct *work)
+{
+	mutex_lock(&interposer_mutex);
+	if (!interposer_hook_users)
+		interposer_hook_unregister();
+	mutex_unlock(&interposer_mutex);
+}
+
+static DECLARE_DELAYED_WORK(interposer_hook_idle_work, interposer_hook_idle);
+
+/* Register the hook for the first lower device (unless it is still there). */
 int interposer_hook_get(void)
 {
 	unsigned long ip = (unsigned long)submit_bio_noacct;
@@ -193,6 +249,10 @@ int interposer_hook_get(void)
 
 	lockdep_assert_held(&interposer_mutex);
 	if (interposer_hook_users++)
+		return 0;
+	/* A pending idle work finds a user under the mutex and does nothing. */
+	cancel_delayed_work(&interposer_hook_idle_work);
+	if (interposer_hook_registered)
 		return 0;
 	ret = ftrace_set_filter_ip(&interposer_ftrace_ops, ip, 0, 0);
 	if (!ret) {
@@ -203,17 +263,27 @@ int interposer_hook_get(void)
 	if (ret) {
 		pr_err("cannot hook submit_bio_noacct: %d\n", ret);
 		interposer_hook_users--;
+		return ret;
 	}
-	return ret;
+	interposer_hook_registered = true;
+	return 0;
 }
 
-/* Unregister it with the last one; ftrace waits for callbacks in progress. */
+/* Unregister it some time after the last one; ftrace waits for callbacks. */
 void interposer_hook_put(void)
 {
 	lockdep_assert_held(&interposer_mutex);
 	if (--interposer_hook_users)
 		return;
-	unregister_ftrace_function(&interposer_ftrace_ops);
-	ftrace_set_filter_ip(&interposer_ftrace_ops,
-			     (unsigned long)submit_bio_noacct, 1, 0);
+	schedule_delayed_work(&interposer_hook_idle_work,
+			      msecs_to_jiffies(hook_linger_ms));
+}
+
+/* Module exit: nothing uses the hook any more. */
+void interposer_hook_exit(void)
+{
+	cancel_delayed_work_sync(&interposer_hook_idle_work);
+	mutex_lock(&interposer_mutex);
+	interposer_hook_unregister();
+	mutex_unlock(&interposer_mutex);
 }

@@ -12,6 +12,7 @@
 #include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/completion.h>
+#include <linux/device-mapper.h>
 #include <linux/percpu-refcount.h>
 #include <linux/refcount.h>
 #include <linux/wait.h>
@@ -31,7 +32,6 @@ struct interposer_dev {
 	dev_t dev;			/* the interposed (original) device */
 	struct interposer_bdev orig;	/* opened by us, never claimed */
 	struct gendisk *lower;		/* forwards to @orig, beneath the hook */
-	struct bio_set lower_bs;	/* clones sent down by @lower */
 	struct bio_set redirect_bs;	/* clones sent to @target */
 
 	/*
@@ -48,6 +48,13 @@ struct interposer_dev {
 	struct work_struct resubmit;
 
 	struct interposer_bdev target;	/* the interposer; bdev NULL if idle */
+	/*
+	 * @target's dm device when it is a bio-based dm device, else NULL.
+	 * Top-level bios are then remapped to it instead of cloned: dm counts
+	 * them from the moment submit_bio_noacct() returns, and a switch
+	 * waits for dm's count (interposer_drain_dm()) before it lets go.
+	 */
+	struct mapped_device *target_md;
 	bool removing;			/* lower device refuses new opens */
 	u64 attaches;
 	struct interposer_stats __percpu *stats;
@@ -74,16 +81,34 @@ int interposer_dev_destroy(struct interposer_dev *ipd);
 extern struct xarray interposer_active;
 int interposer_hook_get(void);
 void interposer_hook_put(void);
+void interposer_hook_exit(void);
 void interposer_hook_submit(struct bio *bio);
 void interposer_resubmit_work(struct work_struct *work);
 
 /* lower.c: the device beneath the interposer */
 int interposer_lower_create(struct interposer_dev *ipd);
 int interposer_lower_remove(struct interposer_dev *ipd);
-bool interposer_is_lower_bio(struct bio *bio);
-bool interposer_is_lower_disk(struct gendisk *disk);
+bool interposer_lower_remap(struct bio *bio);
+extern const struct block_device_operations interposer_lower_fops;
+
+static inline bool interposer_is_lower_disk(struct gendisk *disk)
+{
+	return disk->fops == &interposer_lower_fops;
+}
 
 /* attach.c: the switch */
+struct interposer_move {
+	struct interposer_dev *ipd;
+	dev_t to;			/* the new target; 0: detach */
+	struct interposer_bdev target;	/* @to, opened by the switch */
+	struct mapped_device *target_md;	/* @to's, if remapped to */
+	struct interposer_bdev old;	/* the target it replaced */
+	struct mapped_device *old_md;
+	bool reserved;			/* a slot in interposer_active waits */
+	bool frozen;
+};
+
+int interposer_switch(struct interposer_move *mv, unsigned int n, unsigned int *failed);
 int interposer_attach(struct interposer_dev *ipd, dev_t target);
 int interposer_detach(struct interposer_dev *ipd);
 int interposer_gate_init(struct interposer_dev *ipd);

@@ -4,9 +4,11 @@
  * every bio to the interposed device beneath the hook.  A dm table reaches
  * the live device through it ("[interpose]/dev/vdb" in our tables), without
  * fighting the mounted filesystem's exclusive claim and without a write open
- * of the mounted device.  Its clones carry interposer_lower_endio(), the
- * marker that tells the hook never to redirect them again, and the block
- * layer keeps that marker on the remainders it splits off and resubmits.
+ * of the mounted device.  It forwards by remapping, as the block layer does
+ * for a partition: the bio moves to the whole disk at the partition's offset
+ * and carries BIO_REMAPPED, which tells the hook never to redirect it again
+ * and which the block layer keeps on the remainders it splits off.  Nothing
+ * is allocated and nothing of ours runs when the bio completes.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -14,39 +16,34 @@
 
 #include "internal.h"
 
-static void interposer_lower_endio(struct bio *clone)
+/*
+ * Move a bio of the lower device to the real device beneath the hook; false
+ * if it ends beyond the device (which may have shrunk since the lower device
+ * was sized).  The hook calls this for bios aimed at a lower device as they
+ * are submitted, which saves them a pass through the lower disk; the lower
+ * disk's own submit_bio is the fallback.
+ */
+bool interposer_lower_remap(struct bio *bio)
 {
-	struct bio *bio = clone->bi_private;
+	struct interposer_dev *ipd = bio->bi_bdev->bd_disk->private_data;
+	struct block_device *orig = ipd->orig.bdev;
 
-	bio->bi_status = clone->bi_status;
-	bio_put(clone);
-	bio_endio(bio);
-}
-
-bool interposer_is_lower_bio(struct bio *bio)
-{
-	return bio->bi_end_io == interposer_lower_endio;
+	if (unlikely(bio_end_sector(bio) > bdev_nr_sectors(orig)))
+		return false;
+	bio_set_dev(bio, bdev_whole(orig));
+	if (bio_sectors(bio))
+		bio->bi_iter.bi_sector += orig->bd_start_sect;
+	bio_set_flag(bio, BIO_REMAPPED);	/* set after bio_set_dev() clears it */
+	this_cpu_inc(ipd->stats->lower_bios);
+	return true;
 }
 
 static void interposer_lower_submit(struct bio *bio)
 {
-	struct interposer_dev *ipd = bio->bi_bdev->bd_disk->private_data;
-	bool nowait = bio->bi_opf & REQ_NOWAIT;
-	struct bio *clone;
-
-	clone = bio_alloc_clone(ipd->orig.bdev, bio,
-				nowait ? GFP_NOWAIT : GFP_NOIO, &ipd->lower_bs);
-	if (!clone) {
-		if (nowait)
-			bio_wouldblock_error(bio);
-		else
-			bio_io_error(bio);
-		return;
-	}
-	clone->bi_private = bio;
-	clone->bi_end_io = interposer_lower_endio;
-	this_cpu_inc(ipd->stats->lower_bios);
-	submit_bio_noacct(clone);
+	if (interposer_lower_remap(bio))
+		submit_bio_noacct(bio);
+	else
+		bio_io_error(bio);
 }
 
 /* interposer_lower_remove() closes the door under the disk's open_mutex. */
@@ -57,16 +54,11 @@ static int interposer_lower_open(INTERPOSER_OPEN_ARGS)
 	return READ_ONCE(ipd->removing) ? -ENXIO : 0;
 }
 
-static const struct block_device_operations interposer_lower_fops = {
+const struct block_device_operations interposer_lower_fops = {
 	.owner = THIS_MODULE,
 	.submit_bio = interposer_lower_submit,
 	.open = interposer_lower_open,
 };
-
-bool interposer_is_lower_disk(struct gendisk *disk)
-{
-	return disk->fops == &interposer_lower_fops;
-}
 
 int interposer_lower_create(struct interposer_dev *ipd)
 {

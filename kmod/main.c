@@ -47,7 +47,6 @@ struct interposer_dev *interposer_find_lower(dev_t lower)
 static void interposer_dev_free(struct interposer_dev *ipd)
 {
 	bioset_exit(&ipd->redirect_bs);
-	bioset_exit(&ipd->lower_bs);
 	free_percpu(ipd->stats);
 	interposer_bdev_close(&ipd->orig);
 	kfree(ipd);
@@ -75,10 +74,7 @@ static struct interposer_dev *interposer_dev_alloc(dev_t dev)
 	ipd->stats = alloc_percpu(struct interposer_stats);
 	if (!ipd->stats)
 		goto fail;
-	/* Rescuers: both kinds of clone may be allocated under a nested submit. */
-	ret = bioset_init(&ipd->lower_bs, BIO_POOL_SIZE, 0, BIOSET_NEED_RESCUER);
-	if (ret)
-		goto fail;
+	/* A rescuer: redirect clones may be allocated under a nested submit. */
 	ret = bioset_init(&ipd->redirect_bs, BIO_POOL_SIZE,
 			  offsetof(struct interposer_clone, bio),
 			  BIOSET_NEED_RESCUER);
@@ -167,6 +163,7 @@ static void __exit interposer_exit(void)
 	list_for_each_entry_safe(ipd, tmp, &interposer_devs, node)
 		WARN_ON(interposer_dev_destroy(ipd));
 	mutex_unlock(&interposer_mutex);
+	interposer_hook_exit();
 	/* Tasks preempted between the hook's callback and its target. */
 	synchronize_rcu_tasks();
 }

@@ -36,6 +36,8 @@ struct Request {
     interposer: DevNo,
     /// Payload room after the header, in bytes.
     payload: usize,
+    /// SWITCH: how many entries the payload holds.
+    count: u32,
 }
 
 impl Control {
@@ -126,6 +128,7 @@ fn request_header(cmd: Cmd, req: Request, payload: usize) -> Result<IoctlHeader>
         data_start: HEADER_SIZE as u32,
         dev: req.dev.into(),
         interposer: req.interposer.into(),
+        count: req.count,
         ..Default::default()
     })
 }
@@ -153,6 +156,9 @@ fn map_errno(cmd: Cmd, errno: Errno, kernel: Version, req: Request) -> Error {
             ours: Version::OURS,
         },
         (Errno::ENOENT, Cmd::Detach) => Error::NotAttached { dev: dev() },
+        (Errno::ENOENT, Cmd::Switch) if req.interposer.is_none() => {
+            Error::NotAttached { dev: dev() }
+        }
         (Errno::ENOENT, Cmd::LowerRemove | Cmd::Attach | Cmd::Switch | Cmd::Status) => {
             Error::NoLower { dev: dev() }
         }
@@ -238,7 +244,7 @@ impl Kernel for Control {
             Request {
                 dev,
                 interposer,
-                payload: 0,
+                ..Default::default()
             },
         )
         .map(drop)
@@ -280,6 +286,7 @@ impl Kernel for Control {
             dev: moves[0].dev,
             interposer: moves[0].to.unwrap_or_default(),
             payload: input.len(),
+            count: moves.len() as u32,
         };
         self.do_ioctl_with(Cmd::Switch, req, &input).map(drop)
     }
@@ -318,6 +325,7 @@ mod tests {
             dev: DevNo::new(254, 16),
             interposer: DevNo::new(253, 0),
             payload: 0,
+            count: 0,
         }
     }
 
@@ -465,6 +473,7 @@ mod tests {
                 dev: DevNo::new(pick(next()) as u32, pick(next()) as u32),
                 interposer: DevNo::new(next() as u32, next() as u32),
                 payload: 0,
+                count: next() as u32,
             };
             let payload = (pick(next()) >> (next() % 64)) as usize;
             let cmd = Cmd::ALL[i % Cmd::ALL.len()];

@@ -206,6 +206,12 @@ pub enum Error {
         /// The name.
         name: String,
     },
+    /// `remove` of an attached interposer that is suspended.
+    #[error("interposer `{name}` is suspended and holds the bios it took, which taking it off now would strand; resume it first with `dmsetup resume {name}`")]
+    InterposerSuspended {
+        /// The dm name.
+        name: String,
+    },
     /// A dm device of that name exists.
     #[error(
         "a device-mapper device named `{name}` already exists; pick another name or remove it"
@@ -247,6 +253,139 @@ pub enum Error {
         what: String,
         /// Why it failed.
         source: io::Error,
+    },
+    /// An era block size dm-era would refuse.
+    #[error("invalid era block size of {bytes} bytes: {why}")]
+    EraBlockSize {
+        /// The size asked for.
+        bytes: u64,
+        /// Why it is refused.
+        why: String,
+    },
+    /// The metadata device is too small for dm-era.
+    #[error("the metadata device {dev} is too small for dm-era: it has {have} bytes, {blocks} era blocks need about {need}; use a bigger metadata device or a bigger --block-size")]
+    EraMetadataTooSmall {
+        /// The metadata device.
+        dev: String,
+        /// Its size in bytes.
+        have: u64,
+        /// About what is needed.
+        need: u64,
+        /// Era blocks of the device.
+        blocks: u64,
+    },
+    /// The metadata device holds something dm-era would refuse or destroy.
+    #[error("the metadata device {dev} {what}; if it may be overwritten, wipe its first 4 KiB: `dd if=/dev/zero of={dev_path} bs=4k count=1 oflag=direct`")]
+    EraMetadataForeign {
+        /// The metadata device.
+        dev: String,
+        /// Its path.
+        dev_path: String,
+        /// What it holds.
+        what: String,
+    },
+    /// The metadata device is the tracked device itself.
+    #[error("the metadata device {meta} is {dev} itself, the device it tracks; put the metadata on another device")]
+    EraMetadataOnDevice {
+        /// The metadata device.
+        meta: String,
+        /// The tracked device.
+        dev: String,
+    },
+    /// The dm-era metadata could not be read.
+    #[error("cannot read the dm-era metadata on {dev}: {source}")]
+    EraMetadata {
+        /// The metadata device.
+        dev: String,
+        /// What went wrong.
+        source: crate::era::meta::MetaError,
+    },
+    /// No dm-era device tracks that device.
+    #[error("{what} has no dm-era interposer; attach one with `interposer era attach {what} --metadata META_DEV`")]
+    NoEra {
+        /// The device or name as given.
+        what: String,
+    },
+    /// A dm device that is not dm-era.
+    #[error("`{name}` is a {target} device, not dm-era (see `dmsetup table {name}`)")]
+    NotEra {
+        /// The dm name.
+        name: String,
+        /// Its target type.
+        target: String,
+    },
+    /// dm-era answered a status that does not parse.
+    #[error("unexpected dm-era status of `{name}`: `{status}`")]
+    EraStatus {
+        /// The dm name.
+        name: String,
+        /// The status line.
+        status: String,
+    },
+    /// A metadata snapshot is held already.
+    #[error("`{name}` already holds a metadata snapshot (is era_invalidate or another backup running?); when nothing uses it, drop it with `dmsetup message {name} 0 drop_metadata_snap`")]
+    EraSnapHeld {
+        /// The dm name.
+        name: String,
+    },
+    /// Another interposer is stacked on the era interposer.
+    #[error("`{by}` is stacked on `{name}` and takes the device's bios (a snapshot?); take it away first (`interposer snapshot remove GROUP`, or `interposer remove {by}`)")]
+    EraCovered {
+        /// The era interposer.
+        name: String,
+        /// What the device is attached to now.
+        by: String,
+    },
+    /// The metadata snapshot could not be dropped (after `before`, when
+    /// reading the changes failed first).
+    #[error("{before}dropping the metadata snapshot of `{name}` failed ({drop}): drop it with `dmsetup message {name} 0 drop_metadata_snap`")]
+    EraSnapLeft {
+        /// The dm name.
+        name: String,
+        /// `"ERROR; "` when something failed before the drop, else empty.
+        before: String,
+        /// Why the drop failed.
+        drop: Box<Error>,
+    },
+    /// `snapshot remove`/`ls` of a group that does not exist.
+    #[error("there is no snapshot group named `{name}` (see `interposer snapshot ls`)")]
+    SnapshotNotFound {
+        /// The group name.
+        name: String,
+    },
+    /// The number of `--cow` stores fits neither "one for all" nor "one each".
+    #[error("{cows} COW stores for {devices} devices: give one --cow for all of them (it is split into equal slices) or exactly one --cow per device, in the same order")]
+    CowCount {
+        /// How many COW stores were given.
+        cows: usize,
+        /// How many devices.
+        devices: usize,
+    },
+    /// A COW store too small for its share.
+    #[error("the COW store {cow} leaves {have} sectors for each device, less than {need} (1 MiB): use a bigger COW store, one --cow per device, or fewer devices")]
+    CowTooSmall {
+        /// The COW store.
+        cow: String,
+        /// Sectors per device.
+        have: u64,
+        /// The minimum.
+        need: u64,
+    },
+    /// A snapshot is open (mounted) and `remove` would pull its origin away.
+    #[error("the snapshot {snapshot} is open (mounted, or read by a backup?): unmount or close it first, then `interposer snapshot remove {name}` again")]
+    SnapshotInUse {
+        /// The group name.
+        name: String,
+        /// The snapshot device.
+        snapshot: String,
+    },
+    /// `remove` switched the devices back but could not remove everything.
+    #[error("snapshot group {name}: the devices are back on their own, but removing left behind: {}; run `interposer snapshot remove {name}` again, or remove them with dmsetup/losetup", leftovers.join("; "))]
+    SnapshotLeftovers {
+        /// The group name.
+        name: String,
+        /// What is left and why.
+        leftovers: Vec<String>,
     },
     /// A step failed and undoing the previous steps failed too.
     #[error("{error}; undoing the steps before it failed too, left behind: {}", leftovers.join("; "))]

@@ -1,14 +1,16 @@
 //! The host's device nodes and sysfs, as a trait, so that orchestration tests
 //! need neither real devices nor root.  [`System`] is the real one.
 
+use std::fs::File;
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use nix::sys::stat::{mknod, Mode, SFlag};
 
 use crate::error::{Error, Result};
-use crate::types::DevNo;
+use crate::types::{DevNo, Sectors};
 
 /// Device nodes and names on the host.
 pub trait Host {
@@ -24,6 +26,21 @@ pub trait Host {
     /// Remove `path` if it is a block node of `dev` (not a udev symlink);
     /// `true` when removed.
     fn remove_node(&self, path: &Path, dev: DevNo) -> Result<bool>;
+    /// The size of `dev`.
+    fn sectors(&self, dev: DevNo) -> Result<Sectors>;
+    /// Open `dev` for reading what is on the disk itself, past the page
+    /// cache (`O_DIRECT`), for metadata that a dm target writes.
+    fn open_direct(&self, dev: DevNo) -> Result<File>;
+    /// Write zeros over the first `len` of the block device at `path`, and
+    /// flush them (a COW store's header: dm-snapshot would take old
+    /// contents for a snapshot to load).
+    fn zero_start(&self, path: &Path, len: Sectors) -> Result<()>;
+    /// Create the file `path` (it must not exist), preallocate `size` and
+    /// attach it to a free loop device; returns the loop device.
+    fn loop_create(&self, path: &Path, size: Sectors) -> Result<DevNo>;
+    /// Detach loop device `dev` and remove its backing file; returns the
+    /// file it removed.
+    fn loop_remove(&self, dev: DevNo) -> Result<Option<PathBuf>>;
 }
 
 impl<H: Host + ?Sized> Host for &H {
@@ -38,6 +55,21 @@ impl<H: Host + ?Sized> Host for &H {
     }
     fn remove_node(&self, path: &Path, dev: DevNo) -> Result<bool> {
         (**self).remove_node(path, dev)
+    }
+    fn sectors(&self, dev: DevNo) -> Result<Sectors> {
+        (**self).sectors(dev)
+    }
+    fn open_direct(&self, dev: DevNo) -> Result<File> {
+        (**self).open_direct(dev)
+    }
+    fn zero_start(&self, path: &Path, len: Sectors) -> Result<()> {
+        (**self).zero_start(path, len)
+    }
+    fn loop_create(&self, path: &Path, size: Sectors) -> Result<DevNo> {
+        (**self).loop_create(path, size)
+    }
+    fn loop_remove(&self, dev: DevNo) -> Result<Option<PathBuf>> {
+        (**self).loop_remove(dev)
     }
 }
 
@@ -121,6 +153,140 @@ impl Host for System {
             _ => Ok(false),
         }
     }
+
+    fn sectors(&self, dev: DevNo) -> Result<Sectors> {
+        let path = format!("/sys/dev/block/{dev}/size");
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+            what: format!("cannot read the size of {dev} from {path}"),
+            source,
+        })?;
+        text.trim().parse().map_err(|_| Error::Io {
+            what: format!("{path} holds `{}`, not a size", text.trim()),
+            source: io::Error::from(io::ErrorKind::InvalidData),
+        })
+    }
+
+    fn open_direct(&self, dev: DevNo) -> Result<File> {
+        let path = match crate::sysfs::kernel_name(dev) {
+            Some(n) => Path::new("/dev").join(n),
+            None => PathBuf::from(format!("/dev/block/{dev}")),
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_DIRECT.bits())
+            .open(&path)
+            .map_err(|source| Error::Io {
+                what: format!("cannot open {}", path.display()),
+                source,
+            })?;
+        match file.metadata() {
+            Ok(m) if m.file_type().is_block_device() && DevNo::from_dev_t(m.rdev()) == dev => {
+                Ok(file)
+            }
+            _ => Err(Error::NotBlockDevice { path }),
+        }
+    }
+    fn zero_start(&self, path: &Path, len: Sectors) -> Result<()> {
+        use std::io::Write;
+        let what = || format!("cannot zero the start of {}", path.display());
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|source| Error::Io {
+                what: what(),
+                source,
+            })?;
+        let zeros = vec![0u8; usize::try_from(len.bytes()).unwrap_or(usize::MAX)];
+        f.write_all(&zeros)
+            .and_then(|()| f.sync_all())
+            .map_err(|source| Error::Io {
+                what: what(),
+                source,
+            })
+    }
+
+    fn loop_create(&self, path: &Path, size: Sectors) -> Result<DevNo> {
+        let io_err = |what: String| move |source| Error::Io { what, source };
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(io_err(format!(
+                "cannot create the COW file {}",
+                path.display()
+            )))?;
+        let len = i64::try_from(size.bytes()).unwrap_or(i64::MAX);
+        let allocated = nix::fcntl::posix_fallocate(&file, 0, len)
+            .map_err(io::Error::from)
+            .map_err(io_err(format!(
+                "cannot preallocate {} bytes for {} (is the filesystem full?)",
+                size.bytes(),
+                path.display()
+            )));
+        drop(file);
+        let attached = allocated.and_then(|()| losetup(&["--find", "--show"], path));
+        let loop_path = match attached {
+            Ok(out) => PathBuf::from(out.trim()),
+            Err(e) => {
+                let _ = std::fs::remove_file(path);
+                return Err(e);
+            }
+        };
+        match self.resolve(&loop_path) {
+            Ok(dev) => Ok(dev),
+            Err(e) => {
+                let _ = losetup(&["--detach"], &loop_path);
+                let _ = std::fs::remove_file(path);
+                Err(e)
+            }
+        }
+    }
+
+    fn loop_remove(&self, dev: DevNo) -> Result<Option<PathBuf>> {
+        let backing = std::fs::read_to_string(format!("/sys/dev/block/{dev}/loop/backing_file"))
+            .ok()
+            .map(|s| PathBuf::from(s.trim_end()));
+        let name = self.kernel_name(dev).ok_or_else(|| Error::Io {
+            what: format!("loop device {dev} is gone"),
+            source: io::Error::from(io::ErrorKind::NotFound),
+        })?;
+        losetup(&["--detach"], &Path::new("/dev").join(name))?;
+        match backing {
+            Some(file) => match std::fs::remove_file(&file) {
+                Ok(()) => Ok(Some(file)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(source) => Err(Error::Io {
+                    what: format!("cannot remove the COW file {}", file.display()),
+                    source,
+                }),
+            },
+            None => Ok(None),
+        }
+    }
+}
+
+/// Run `losetup ARGS PATH`; its standard output.
+fn losetup(args: &[&str], path: &Path) -> Result<String> {
+    let what = || format!("losetup {} {}", args.join(" "), path.display());
+    let out = std::process::Command::new("losetup")
+        .args(args)
+        .arg(path)
+        .output()
+        .map_err(|source| Error::Io {
+            what: format!("cannot run `{}` (is util-linux installed?)", what()),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(Error::Io {
+            what: format!(
+                "`{}` failed: {}",
+                what(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            source: io::Error::other("losetup failed"),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// `/dev/mapper/<name>`.

@@ -15,8 +15,10 @@
 //! - [`dm`]: [`Table`] parsing with [`InterposePath`], the loop checks, and
 //!   [`DeviceMapper`] with its real implementation [`Dm`].
 //! - [`Host`]: device nodes and sysfs ([`System`]).
-//! - [`Ops`]: the orchestration (create, remove, list, info) over the three
-//!   traits; every step undoes the ones before it when it fails.
+//! - [`Ops`]: the orchestration (create, remove, list, info, switch, and
+//!   point-in-time snapshots in [`ops::snapshot`], changed-block tracking
+//!   with dm-era, see [`era`]) over the three traits;
+//!   every step undoes the ones before it when it fails.
 //!
 //! # Call order
 //!
@@ -38,6 +40,7 @@
 pub mod abi;
 pub mod ctl;
 pub mod dm;
+pub mod era;
 pub mod error;
 pub mod host;
 pub mod kernel;
@@ -50,5 +53,9 @@ pub use dm::{DeviceMapper, Dm, DmDevice, InterposePath, Table, TableLine};
 pub use error::{Error, Result};
 pub use host::{Host, System};
 pub use kernel::{Counters, Kernel, Lower, State, Status, Switch};
-pub use ops::{CreateReport, Entry, Ops, RemoveReport, SwitchReport};
+pub use ops::{
+    CowStore, CreateReport, Entry, EraAttachReport, EraChanges, EraCheckpoint, EraInfo, Ops,
+    RemoveReport, SnapState, SnapshotGroup, SnapshotMember, SnapshotRemoveReport, SnapshotRequest,
+    SwitchReport,
+};
 pub use types::{DevNo, Sectors, Version};

@@ -28,8 +28,11 @@ Examples:
   # Put a linear mapping on the live /dev/vdb (it stays mounted):
   echo \"0 $(blockdev --getsz /dev/vdb) linear [interpose]/dev/vdb 0\" | interposer create vdb-lin
 
-  # Changed-block tracking with dm-era, metadata on /dev/vdc:
-  interposer create vdb-era --table \"0 $(blockdev --getsz /dev/vdb) era /dev/vdc [interpose]/dev/vdb 128\"
+  # Changed-block tracking with dm-era, metadata on /dev/vdc (see `interposer era --help`):
+  interposer era attach /dev/vdb --metadata /dev/vdc
+
+  # A point-in-time snapshot of two mounted partitions, for a backup:
+  interposer snapshot create --name bk --cow /dev/vdc /dev/vdb1 /dev/vdb2
 
   interposer ls                 # what is interposed, by what
   interposer remove vdb-lin     # back to the plain device, still mounted
@@ -90,8 +93,261 @@ pub enum Command {
     #[command(arg_required_else_help = true)]
     Detach(DetachArgs),
 
+    /// Changed-block tracking with dm-era, live: attach, checkpoint, changed, detach.
+    #[command(arg_required_else_help = true, after_long_help = ERA_EXAMPLES)]
+    Era(EraArgs),
+    /// Low level: move several devices at one point in time.
+    ///
+    /// Each MOVE is DEVICE=INTERPOSER (redirect DEVICE's bios there; an
+    /// attached DEVICE moves straight from its old interposer, with no moment
+    /// of direct I/O) or DEVICE=none (back to DEVICE itself).  The kernel
+    /// freezes every filesystem and holds every device's new bios before any
+    /// of them switches, then releases them all: the devices share one point
+    /// in time.  All or nothing: if one move is refused, nothing changes.
+    #[command(arg_required_else_help = true, after_long_help = SWITCH_EXAMPLES)]
+    Switch(SwitchArgs),
+
+    /// Point-in-time snapshots of live devices, for backups.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+
     /// Show the versions of this tool, its ABI and the loaded module.
     Version,
+}
+
+const ERA_EXAMPLES: &str = "\
+Examples:
+  # Track the writes to the mounted /dev/vdb1 in 64 KiB blocks, metadata on /dev/vdd:
+  interposer era attach /dev/vdb1 --metadata /dev/vdd --block-size 64k
+  E=$(interposer era checkpoint vdb1)    # a new era starts; remember its number
+  # ... the device is written ...
+  interposer era changed vdb1 --since $E          # OFFSET LENGTH (bytes) per changed range
+  interposer era changed vdb1 --since $E --json   # ranges in era blocks and bytes
+  interposer era status vdb1
+  interposer era detach vdb1             # the metadata stays on /dev/vdd
+
+DEVICE is the tracked device (/dev/vdb1 or vdb1) or the dm name of its era
+interposer (vdb1-era).";
+
+/// `era`.
+#[derive(Debug, Args)]
+pub struct EraArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: EraCommand,
+}
+
+/// The era verbs.
+#[derive(Debug, Subcommand)]
+pub enum EraCommand {
+    /// Put dm-era on the live DEVICE: `era META [interpose]DEVICE BLOCK`.
+    ///
+    /// The metadata device must be zeroed (dm-era formats it) or hold dm-era
+    /// metadata of the same block size (the eras go on).  The interposer is
+    /// named DEVICE-era (vdb1-era) unless --name says otherwise.
+    #[command(arg_required_else_help = true)]
+    Attach(EraAttachArgs),
+
+    /// Start a new era and print its number: every block written from now
+    /// on is in that era or later (give it to `changed --since`).
+    #[command(arg_required_else_help = true)]
+    Checkpoint(EraDeviceArgs),
+
+    /// Print the byte ranges written in era SINCE or later.
+    ///
+    /// One `OFFSET LENGTH` line (bytes) per range of changed era blocks, a
+    /// summary on standard error; --json gives the ranges in era blocks and
+    /// bytes.  The answer is what `era_invalidate --written-since SINCE`
+    /// lists: a metadata snapshot is taken (it starts a new era), dm-era's
+    /// metadata read from its device, and the snapshot dropped again.
+    #[command(arg_required_else_help = true)]
+    Changed(EraChangedArgs),
+
+    /// Show the current era, the block size and the metadata use.
+    #[command(arg_required_else_help = true)]
+    Status(EraDeviceArgs),
+
+    /// Take the era interposer away (live); its metadata stays on its device.
+    #[command(arg_required_else_help = true)]
+    Detach(EraDeviceArgs),
+}
+
+/// `era attach`.
+#[derive(Debug, Args)]
+pub struct EraAttachArgs {
+    /// The device to track (/dev/vdb1).
+    pub device: PathBuf,
+    /// The device for dm-era's metadata (zeroed, or dm-era's own).
+    #[arg(long, short, value_name = "META_DEV")]
+    pub metadata: PathBuf,
+    /// Era block size: a multiple of 4 KiB (4K, 64K, 1M).
+    #[arg(long, short, value_name = "SIZE", default_value = "64K", value_parser = parse_size)]
+    pub block_size: u64,
+    /// Name of the dm-era device (default: DEVICE-era).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// `era checkpoint|status|detach`.
+#[derive(Debug, Args)]
+pub struct EraDeviceArgs {
+    /// The tracked device (/dev/vdb1, vdb1) or its era interposer's dm name.
+    pub device: String,
+}
+
+/// `era changed`.
+#[derive(Debug, Args)]
+pub struct EraChangedArgs {
+    /// The tracked device (/dev/vdb1, vdb1) or its era interposer's dm name.
+    pub device: String,
+    /// The era from `checkpoint`: list what was written in it or later.
+    #[arg(long, value_name = "ERA")]
+    pub since: u32,
+}
+
+const SWITCH_EXAMPLES: &str = "\
+Examples:
+  # Move /dev/vdb from its interposer to another dm device built over /dev/interposer/vdb:
+  interposer switch /dev/vdb=/dev/mapper/vdb-new
+  # Attach two partitions at one point in time:
+  interposer switch /dev/vdb1=/dev/mapper/a /dev/vdb2=/dev/mapper/b
+  # Detach both at one point in time:
+  interposer switch /dev/vdb1=none /dev/vdb2=none";
+
+/// `switch`.
+#[derive(Debug, Args)]
+pub struct SwitchArgs {
+    /// DEVICE=INTERPOSER or DEVICE=none, at most 64.
+    #[arg(required = true, value_name = "MOVE", value_parser = parse_move)]
+    pub moves: Vec<(PathBuf, Option<PathBuf>)>,
+}
+
+fn parse_move(s: &str) -> Result<(PathBuf, Option<PathBuf>), String> {
+    let (dev, to) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not DEVICE=INTERPOSER or DEVICE=none"))?;
+    if dev.is_empty() || to.is_empty() {
+        return Err(format!("`{s}`: both sides of `=` must name something"));
+    }
+    let to = (to != "none").then(|| PathBuf::from(to));
+    Ok((PathBuf::from(dev), to))
+}
+
+const SNAPSHOT_CREATE_EXAMPLES: &str = "\
+Examples:
+  # Both partitions at one point in time, COW on /dev/vdc (split in two):
+  interposer snapshot create --name bk --cow /dev/vdc /dev/vdb1 /dev/vdb2
+  mount -o ro,noload /dev/mapper/bk-vdb1-snap /backup     # ext4; XFS: -o ro,nouuid,norecovery
+  dd if=/dev/mapper/bk-vdb2-snap of=/backup/vdb2.img bs=1M
+  umount /backup && interposer snapshot remove bk
+
+  # No spare disk: a 2 GiB COW file on another filesystem, via a loop device:
+  interposer snapshot create --name bk --cow-file /var/tmp/bk.cow --cow-size 2G /dev/sda2
+
+Size the COW store for the writes the devices take while the snapshot lives:
+each chunk written for the first time is copied once.  When it is full the
+snapshot becomes invalid (`interposer snapshot ls` says so); the devices keep
+working.";
+
+/// `snapshot` verbs.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Snapshot live DEVICEs at one point in time.
+    ///
+    /// Per device: a slice of the COW store, a dm `snapshot` to read
+    /// (/dev/mapper/NAME-DEV-snap) and a `snapshot-origin` that takes the
+    /// device's bios from now on.  Once all are ready one switch moves every
+    /// device onto its origin with all their filesystems frozen: that is the
+    /// point in time.  A device already interposed (e.g. by dm-era) keeps its
+    /// interposer: the snapshot stacks on top of it.  If a step fails the
+    /// steps before it are undone.
+    #[command(arg_required_else_help = true, after_long_help = SNAPSHOT_CREATE_EXAMPLES)]
+    Create(SnapshotCreateArgs),
+
+    /// List snapshot groups: devices, snapshot paths, COW use, state.
+    #[command(visible_alias = "list")]
+    Ls,
+
+    /// Take snapshot group NAME away; the devices stay mounted.
+    ///
+    /// Switches every device back (to itself, or to the interposer it had),
+    /// then removes the snapshots, origins, COW slices, the loop device and
+    /// COW file that `create --cow-file` made, and unused lower devices.
+    /// Refused while a snapshot is mounted.  Works on an invalid
+    /// (overflowed) snapshot too.
+    #[command(arg_required_else_help = true)]
+    Remove(RemoveArgs),
+}
+
+/// `snapshot create`.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("store").required(true).args(["cow", "cow_file"]))]
+pub struct SnapshotCreateArgs {
+    /// The devices to snapshot (mounted or not).
+    #[arg(required = true, value_name = "DEVICE")]
+    pub devices: Vec<PathBuf>,
+
+    /// Group name, the prefix of the dm names [default: snap-<first DEVICE>].
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// COW block device: once for all DEVICEs (split into equal slices) or
+    /// once per DEVICE, in the same order.  Its contents are overwritten.
+    #[arg(long, value_name = "DEV")]
+    pub cow: Vec<PathBuf>,
+
+    /// COW file to create (it must not exist) on a loop device; removed
+    /// with the snapshot.  Keep it off the snapshotted devices.
+    #[arg(long, value_name = "PATH", requires = "cow_size")]
+    pub cow_file: Option<PathBuf>,
+
+    /// Size of --cow-file: 512M, 2G, 4096s (sectors), or bytes.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "cow_file")]
+    pub cow_size: Option<u64>,
+
+    /// Chunk: the unit copied before a first write (power of two, >= 4K).
+    /// Small chunks fit a filesystem's scattered 4 KiB writes best.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "4K")]
+    pub chunk_size: u64,
+
+    /// Keep the COW metadata in memory only (`N`) instead of on the COW
+    /// store (`P`): a little less I/O, but the snapshot dies with a reboot.
+    #[arg(long)]
+    pub transient: bool,
+}
+
+/// A size in sectors: `N` bytes, `Ns` sectors, or `N` with K/M/G/T (binary,
+/// optional `iB`/`B`).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size: write e.g. 4K, 512M, 2G or 4096s"))?;
+    let unit = unit.trim().to_ascii_uppercase();
+    if unit == "S" {
+        return Ok(n);
+    }
+    let shift = match unit.trim_end_matches("IB").trim_end_matches('B') {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => {
+            return Err(format!(
+                "`{s}`: unknown unit; use K, M, G, T or s (sectors)"
+            ))
+        }
+    };
+    let bytes = n
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{s}` is too large"))?;
+    if bytes % 512 != 0 {
+        return Err(format!("`{s}` is not a multiple of 512 bytes"));
+    }
+    Ok(bytes / 512)
 }
 
 /// `attach`.
@@ -195,6 +451,55 @@ mod tests {
     }
 
     #[test]
+    fn era_verbs_parse() {
+        let c = parse(&[
+            "era",
+            "attach",
+            "/dev/vdb1",
+            "--metadata",
+            "/dev/vdd",
+            "--block-size",
+            "1m",
+        ])
+        .unwrap();
+        let Command::Era(EraArgs {
+            command: EraCommand::Attach(a),
+        }) = c.command
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (a.block_size, a.metadata, a.name),
+            (2048, PathBuf::from("/dev/vdd"), None)
+        );
+        let c = parse(&["era", "attach", "vdb1", "-m", "/dev/vdd"]).unwrap();
+        let Command::Era(EraArgs {
+            command: EraCommand::Attach(a),
+        }) = c.command
+        else {
+            panic!()
+        };
+        assert_eq!(a.block_size, 128, "64K by default");
+        let c = parse(&["era", "changed", "vdb1", "--since", "3", "--json"]).unwrap();
+        assert!(c.json);
+        let Command::Era(EraArgs {
+            command: EraCommand::Changed(a),
+        }) = c.command
+        else {
+            panic!()
+        };
+        assert_eq!((a.device.as_str(), a.since), ("vdb1", 3));
+        assert!(
+            parse(&["era", "changed", "vdb1"]).is_err(),
+            "--since is needed"
+        );
+        assert!(
+            parse(&["era", "attach", "vdb1"]).is_err(),
+            "--metadata is needed"
+        );
+    }
+
+    #[test]
     fn json_is_global_and_aliases_work() {
         assert!(parse(&["ls", "--json"]).unwrap().json);
         assert!(matches!(parse(&["list"]).unwrap().command, Command::Ls));
@@ -207,5 +512,81 @@ mod tests {
             Command::Version
         ));
         assert!(parse(&["remove", "a", "b"]).is_err());
+    }
+
+    #[test]
+    fn snapshot_create_needs_devices_and_one_kind_of_cow() {
+        let Command::Snapshot(SnapshotCommand::Create(a)) = parse(&[
+            "snapshot",
+            "create",
+            "--cow",
+            "/dev/vdc",
+            "/dev/vdb1",
+            "/dev/vdb2",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!()
+        };
+        assert_eq!(a.devices.len(), 2);
+        assert_eq!((a.chunk_size, a.transient, a.name), (8, false, None));
+        let Command::Snapshot(SnapshotCommand::Create(a)) = parse(&[
+            "snapshot",
+            "create",
+            "--cow-file",
+            "/x",
+            "--cow-size",
+            "64M",
+            "--chunk-size",
+            "64K",
+            "--transient",
+            "--name",
+            "bk",
+            "/dev/vdb",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (a.cow_size, a.chunk_size, a.transient),
+            (Some(131072), 128, true)
+        );
+        for bad in [
+            &["snapshot", "create", "/dev/vdb"][..],
+            &["snapshot", "create", "--cow", "/dev/vdc"],
+            &["snapshot", "create", "--cow-file", "/x", "/dev/vdb"],
+            &[
+                "snapshot",
+                "create",
+                "--cow",
+                "/c",
+                "--cow-file",
+                "/x",
+                "--cow-size",
+                "1M",
+                "/d",
+            ],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(matches!(
+            parse(&["snapshot", "ls", "--json"]).unwrap().command,
+            Command::Snapshot(SnapshotCommand::Ls)
+        ));
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("4K"), Ok(8));
+        assert_eq!(parse_size("64KiB"), Ok(128));
+        assert_eq!(parse_size("2G"), Ok(4 << 20));
+        assert_eq!(parse_size("4096s"), Ok(4096));
+        assert_eq!(parse_size("1024"), Ok(2));
+        for bad in ["", "x", "4Q", "100", "99999999999999T"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
     }
 }

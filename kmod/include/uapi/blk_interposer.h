@@ -71,7 +71,7 @@ struct blk_interposer_ioctl {
 	__u32 data_size;	/* In: size of the whole buffer, header included */
 	__u32 data_start;	/* In: offset of the payload from the header */
 	__u32 flags;		/* In/Out: BLK_INTERPOSER_* flags below */
-	__u32 count;		/* Out: LIST: entries there are */
+	__u32 count;		/* Out: LIST: entries there are; In: SWITCH: entries */
 	__u32 padding;
 	struct blk_interposer_devno dev;	/* In: the interposed device */
 	struct blk_interposer_devno interposer;	/* In: ATTACH: takes its bios */

@@ -70,6 +70,15 @@ _expect_fail "a non-root caller (ioctl check)" "root|permission|CAP_SYS_ADMIN" \
 	_as_user interposer detach /dev/vdb
 chmod 0600 /dev/blk-interposer
 
+# A suspended interposer holds the bios it took; removing it would lose them.
+dmsetup suspend --nolockfs vdb-lin || _fail "dmsetup suspend vdb-lin failed"
+_expect_fail "remove of a suspended interposer" "suspended.*dmsetup resume vdb-lin" \
+	interposer remove vdb-lin
+_expect_fail "switch away from a suspended interposer" "suspended" \
+	interposer switch /dev/vdb=none
+dmsetup resume vdb-lin || _fail "dmsetup resume vdb-lin failed"
+[ "$(_counter /dev/vdb attaches)" -eq 1 ] || _fail "vdb is no longer attached"
+
 interposer remove vdb-lin || _fail "remove failed"
 _fio_stop bad
 umount /mnt

@@ -29,8 +29,13 @@ pub trait DeviceMapper {
     fn load(&self, name: &str, table: &Table) -> Result<()>;
     /// Resume: make the loaded table live.
     fn resume(&self, name: &str) -> Result<()>;
+    /// Suspend: hold new bios and wait for the ones in flight (a snapshot
+    /// origin recomputes its chunk boundary at the next resume).
+    fn suspend(&self, name: &str) -> Result<()>;
     /// Remove the device.
     fn remove(&self, name: &str) -> Result<()>;
+    /// Whether the device is suspended (it holds the bios it gets).
+    fn suspended(&self, name: &str) -> Result<bool>;
     /// The number of the device `name`, `None` if there is none.
     fn devno(&self, name: &str) -> Result<Option<DevNo>>;
     /// The name of the dm device `dev`, `None` if it is not a dm device.
@@ -39,6 +44,18 @@ pub trait DeviceMapper {
     fn deps(&self, dev: DevNo) -> Result<Vec<DevNo>>;
     /// Every dm device.
     fn list(&self) -> Result<Vec<DmDevice>>;
+    /// The uuid of the device `name`, `None` if it has none.
+    fn uuid(&self, name: &str) -> Result<Option<String>>;
+    /// How many openers the device `name` has (a mount counts).
+    fn open_count(&self, name: &str) -> Result<u32>;
+    /// The live table of the device `name` (`dmsetup table`).
+    fn table(&self, name: &str) -> Result<Table>;
+    /// The status line of the first target of the device `name`, without
+    /// start, length and target type (`dmsetup status`).
+    fn status(&self, name: &str) -> Result<String>;
+    /// Send `message` to the target of `name` at sector 0 (`dmsetup message
+    /// NAME 0 MESSAGE`); its answer, if any.
+    fn message(&self, name: &str, message: &str) -> Result<Option<String>>;
 }
 
 /// Check a dm name the way the kernel will (ASCII, 1..=127 bytes, no `/`),
@@ -84,8 +101,14 @@ impl<D: DeviceMapper + ?Sized> DeviceMapper for &D {
     fn resume(&self, name: &str) -> Result<()> {
         (**self).resume(name)
     }
+    fn suspend(&self, name: &str) -> Result<()> {
+        (**self).suspend(name)
+    }
     fn remove(&self, name: &str) -> Result<()> {
         (**self).remove(name)
+    }
+    fn suspended(&self, name: &str) -> Result<bool> {
+        (**self).suspended(name)
     }
     fn devno(&self, name: &str) -> Result<Option<DevNo>> {
         (**self).devno(name)
@@ -98,6 +121,21 @@ impl<D: DeviceMapper + ?Sized> DeviceMapper for &D {
     }
     fn list(&self) -> Result<Vec<DmDevice>> {
         (**self).list()
+    }
+    fn uuid(&self, name: &str) -> Result<Option<String>> {
+        (**self).uuid(name)
+    }
+    fn open_count(&self, name: &str) -> Result<u32> {
+        (**self).open_count(name)
+    }
+    fn table(&self, name: &str) -> Result<Table> {
+        (**self).table(name)
+    }
+    fn status(&self, name: &str) -> Result<String> {
+        (**self).status(name)
+    }
+    fn message(&self, name: &str, message: &str) -> Result<Option<String>> {
+        (**self).message(name, message)
     }
 }
 

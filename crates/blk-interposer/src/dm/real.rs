@@ -107,12 +107,26 @@ impl DeviceMapper for Dm {
             .map_err(dm_err("resume", name))
     }
 
+    fn suspend(&self, name: &str) -> Result<()> {
+        let id = DevId::Name(dm_name(name)?);
+        self.dm()?
+            .device_suspend(&id, DmOptions::default().set_flags(DmFlags::DM_SUSPEND))
+            .map(drop)
+            .map_err(dm_err("suspend", name))
+    }
+
     fn remove(&self, name: &str) -> Result<()> {
         let id = DevId::Name(dm_name(name)?);
         self.dm()?
             .device_remove(&id, DmOptions::default())
             .map(drop)
             .map_err(dm_err("remove", name))
+    }
+
+    fn suspended(&self, name: &str) -> Result<bool> {
+        let id = DevId::Name(dm_name(name)?);
+        let info = self.dm()?.device_info(&id).map_err(dm_err("info", name))?;
+        Ok(info.flags().contains(DmFlags::DM_SUSPEND))
     }
 
     fn devno(&self, name: &str) -> Result<Option<DevNo>> {
@@ -156,5 +170,67 @@ impl DeviceMapper for Dm {
                 devno: DevNo::new(d.major, d.minor),
             })
             .collect())
+    }
+
+    fn uuid(&self, name: &str) -> Result<Option<String>> {
+        let id = DevId::Name(dm_name(name)?);
+        let info = self.dm()?.device_info(&id).map_err(dm_err("info", name))?;
+        Ok(info.uuid().map(|u| u.to_string()))
+    }
+
+    fn open_count(&self, name: &str) -> Result<u32> {
+        let id = DevId::Name(dm_name(name)?);
+        let info = self.dm()?.device_info(&id).map_err(dm_err("info", name))?;
+        Ok(info.open_count().max(0) as u32)
+    }
+
+    fn table(&self, name: &str) -> Result<Table> {
+        let text = self
+            .table_status(name, DmFlags::DM_STATUS_TABLE)?
+            .into_iter()
+            .map(|(start, len, target, params)| format!("{start} {len} {target} {params}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        text.parse().map_err(|e: Error| Error::Dm {
+            op: "table",
+            name: name.to_string(),
+            what: e.to_string(),
+            errno: None,
+        })
+    }
+
+    fn status(&self, name: &str) -> Result<String> {
+        self.table_status(name, DmFlags::empty())?
+            .into_iter()
+            .next()
+            .map(|(_, _, _, params)| params)
+            .ok_or_else(|| Error::Dm {
+                op: "status",
+                name: name.to_string(),
+                what: "it has no live table".into(),
+                errno: None,
+            })
+    }
+
+    fn message(&self, name: &str, message: &str) -> Result<Option<String>> {
+        let id = DevId::Name(dm_name(name)?);
+        self.dm()?
+            .target_msg(&id, Some(0), message)
+            .map(|(_, answer)| answer)
+            .map_err(dm_err("message", name))
+    }
+}
+
+impl Dm {
+    #[allow(clippy::type_complexity)]
+    fn table_status(&self, name: &str, flags: DmFlags) -> Result<Vec<(u64, u64, String, String)>> {
+        let id = DevId::Name(dm_name(name)?);
+        self.dm()?
+            .table_status(
+                &id,
+                DmOptions::default().set_flags(flags | DmFlags::DM_NOFLUSH),
+            )
+            .map(|(_, lines)| lines)
+            .map_err(dm_err("status", name))
     }
 }

@@ -9,7 +9,7 @@ use crate::dm::mapper::{check_name, interposer_uuid};
 use crate::dm::{DeviceMapper, Table};
 use crate::error::{Error, Result};
 use crate::host::{mapper_path, Host};
-use crate::kernel::{Kernel, State};
+use crate::kernel::{Kernel, Lower, State};
 use crate::ops::Ops;
 use crate::types::DevNo;
 
@@ -41,10 +41,12 @@ pub struct CreateReport {
 }
 
 /// A step to undo if a later one fails.
-enum Undo {
+pub(super) enum Undo {
     Lower(DevNo),
     Dm(String),
     Node(PathBuf, DevNo),
+    /// A loop device and its backing file.
+    Loop(DevNo),
 }
 
 impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
@@ -84,11 +86,7 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
         device: &str,
         undo: &mut Vec<Undo>,
     ) -> Result<CreateReport> {
-        let (lower, lower_created) = match self.kernel.lower_create(dev) {
-            Ok(lower) => (lower, true),
-            Err(Error::LowerExists { .. }) => (self.kernel.status(dev)?.lower, false),
-            Err(e) => return Err(e),
-        };
+        let (lower, lower_created) = self.lower_of(dev)?;
         if lower_created {
             undo.push(Undo::Lower(dev));
         }
@@ -102,15 +100,7 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
                 .to_string()
         });
         let uuid = interposer_uuid(&kname, name);
-        let dm_dev = self.dm.create(name, &uuid)?;
-        undo.push(Undo::Dm(name.to_string()));
-        self.dm.load(name, &live)?;
-        self.dm.resume(name)?;
-        let node = mapper_path(name);
-        let node_created = self.host.ensure_node(&node, dm_dev)?;
-        if node_created {
-            undo.push(Undo::Node(node.clone(), dm_dev));
-        }
+        let (dm_dev, node, node_created) = self.dm_live(name, &uuid, &live, undo)?;
         self.kernel.attach(dev, dm_dev).map_err(|e| match e {
             // Lost a race with another create: name the winner.
             Error::AlreadyAttached { dev: label, .. } => Error::AlreadyAttached {
@@ -134,6 +124,37 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
         })
     }
 
+    /// The lower device of `dev`: created now (`true`) or reused.
+    pub(super) fn lower_of(&self, dev: DevNo) -> Result<(Lower, bool)> {
+        match self.kernel.lower_create(dev) {
+            Ok(lower) => Ok((lower, true)),
+            Err(Error::LowerExists { .. }) => Ok((self.kernel.status(dev)?.lower, false)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Create dm device `name`, load `table`, resume it and make its node;
+    /// each step is pushed to `undo`.  Its number, node, and whether we made
+    /// the node.
+    pub(super) fn dm_live(
+        &self,
+        name: &str,
+        uuid: &str,
+        table: &Table,
+        undo: &mut Vec<Undo>,
+    ) -> Result<(DevNo, PathBuf, bool)> {
+        let dev = self.dm.create(name, uuid)?;
+        undo.push(Undo::Dm(name.to_string()));
+        self.dm.load(name, table)?;
+        self.dm.resume(name)?;
+        let node = mapper_path(name);
+        let created = self.host.ensure_node(&node, dev)?;
+        if created {
+            undo.push(Undo::Node(node.clone(), dev));
+        }
+        Ok((dev, node, created))
+    }
+
     /// The dm name of the interposer `dev` is attached to, if any.
     fn interposer_name(&self, dev: DevNo) -> Option<String> {
         let s = self.kernel.status(dev).ok()?;
@@ -142,7 +163,7 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
 
     /// Undo `steps` in reverse; the original error, with what is left
     /// behind when an undo fails too.
-    fn undo(&self, error: Error, steps: Vec<Undo>) -> Error {
+    pub(super) fn undo(&self, error: Error, steps: Vec<Undo>) -> Error {
         let mut leftovers = Vec::new();
         for step in steps.into_iter().rev() {
             match step {
@@ -154,6 +175,11 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
                 Undo::Dm(name) => {
                     if let Err(e) = self.dm.remove(&name) {
                         leftovers.push(format!("dm device {name} ({e}; `dmsetup remove {name}`)"));
+                    }
+                }
+                Undo::Loop(d) => {
+                    if let Err(e) = self.host.loop_remove(d) {
+                        leftovers.push(format!("loop device {d} ({e}; `losetup -d`)"));
                     }
                 }
                 Undo::Lower(d) => match self.kernel.lower_remove(d) {

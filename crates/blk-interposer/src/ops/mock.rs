@@ -15,8 +15,14 @@ use crate::types::{DevNo, Sectors, Version};
 pub const DEV: DevNo = DevNo::new(254, 16);
 /// `/dev/vdc`.
 pub const OTHER: DevNo = DevNo::new(254, 32);
+/// `/dev/vdd`.
+pub const THIRD: DevNo = DevNo::new(254, 48);
+/// `/dev/vdd` as a metadata device.
+pub const META: DevNo = THIRD;
 /// The lower device of `DEV`.
 pub const LOWER: DevNo = DevNo::new(252, 0);
+/// The loop devices `loop_create` hands out start here.
+pub const LOOP0: DevNo = DevNo::new(7, 0);
 
 /// Makes the error an operation fails with.
 pub type MakeError = fn() -> Error;
@@ -32,6 +38,22 @@ pub struct Mock {
     pub fail: RefCell<HashMap<&'static str, MakeError>>,
     /// Whether `ensure_node` makes a node (no udev) or finds one.
     pub udev: bool,
+    /// dm name -> uuid.
+    pub uuids: RefCell<HashMap<String, String>>,
+    /// dm name -> live table (what was loaded).
+    pub tables: RefCell<HashMap<String, Table>>,
+    /// dm name -> status line; a snapshot without one shows `16/SIZE 16`.
+    pub statuses: RefCell<HashMap<String, String>>,
+    /// dm name -> open count (default 0).
+    pub opens: RefCell<HashMap<String, u32>>,
+    /// dm-era devices: (current era, held metadata snapshot).
+    pub eras: RefCell<HashMap<String, (u32, Option<u64>)>>,
+    /// What `open_direct` opens (for every device).
+    pub image: RefCell<Option<PathBuf>>,
+    /// Device sizes that override the defaults of `sectors`.
+    pub sizes: RefCell<HashMap<DevNo, Sectors>>,
+    /// Loop devices made by `loop_create`, with their files.
+    pub loops: RefCell<BTreeMap<DevNo, PathBuf>>,
     next_minor: RefCell<u32>,
 }
 
@@ -71,12 +93,19 @@ impl Mock {
     }
 }
 
+/// The status of `dev` with a fresh lower device (`252:0` for `DEV`,
+/// `252:1` for `OTHER`, ...).
 pub fn status(dev: DevNo) -> Status {
+    let n = (dev.minor / 16).saturating_sub(1);
+    let name = ["vdb", "vdc", "vdd"]
+        .get(n as usize)
+        .copied()
+        .unwrap_or("vdx");
     Status {
         dev,
         lower: Lower {
-            devno: LOWER,
-            name: "interposer/vdb".into(),
+            devno: DevNo::new(LOWER.major, n),
+            name: format!("interposer/{name}"),
         },
         interposer: None,
         state: State::Idle,
@@ -172,6 +201,7 @@ impl Kernel for Mock {
 impl DeviceMapper for Mock {
     fn create(&self, name: &str, uuid: &str) -> Result<DevNo> {
         self.call("dm_create", format!("{name} {uuid}"))?;
+        self.uuids.borrow_mut().insert(name.into(), uuid.into());
         let mut n = self.next_minor.borrow_mut();
         let d = DevNo::new(253, *n);
         *n += 1;
@@ -188,6 +218,10 @@ impl DeviceMapper for Mock {
             .ok_or(Error::DmNotFound { name: name.into() })?;
         let deps = table.plain_args().filter_map(|a| a.parse().ok()).collect();
         self.deps.borrow_mut().insert(d, deps);
+        self.tables.borrow_mut().insert(name.into(), table.clone());
+        if table.lines.iter().any(|l| l.target == "era") {
+            self.eras.borrow_mut().insert(name.into(), (1, None));
+        }
         Ok(())
     }
     fn resume(&self, name: &str) -> Result<()> {
@@ -197,8 +231,20 @@ impl DeviceMapper for Mock {
         }
         Ok(())
     }
+    fn suspended(&self, name: &str) -> Result<bool> {
+        Ok(self.dms.borrow().iter().any(|d| d.0 == name && !d.2))
+    }
+    fn suspend(&self, name: &str) -> Result<()> {
+        self.call("dm_suspend", name.into())?;
+        for d in self.dms.borrow_mut().iter_mut().filter(|d| d.0 == name) {
+            d.2 = false;
+        }
+        Ok(())
+    }
     fn remove(&self, name: &str) -> Result<()> {
         self.call("dm_remove", name.into())?;
+        self.uuids.borrow_mut().remove(name);
+        self.tables.borrow_mut().remove(name);
         self.dms.borrow_mut().retain(|d| d.0 != name);
         Ok(())
     }
@@ -227,6 +273,48 @@ impl DeviceMapper for Mock {
             })
             .collect())
     }
+    fn uuid(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.uuids.borrow().get(name).cloned())
+    }
+    fn open_count(&self, name: &str) -> Result<u32> {
+        Ok(self.opens.borrow().get(name).copied().unwrap_or(0))
+    }
+    fn table(&self, name: &str) -> Result<Table> {
+        self.tables
+            .borrow()
+            .get(name)
+            .cloned()
+            .ok_or(Error::DmNotFound { name: name.into() })
+    }
+    fn status(&self, name: &str) -> Result<String> {
+        self.call("dm_status", name.into())?;
+        if let Some(s) = self.statuses.borrow().get(name) {
+            return Ok(s.clone());
+        }
+        if let Some((era, snap)) = self.eras.borrow().get(name) {
+            let snap = snap.map_or("-".into(), |s| s.to_string());
+            return Ok(format!("8 20/16384 {era} {snap}"));
+        }
+        let t = self.table(name)?;
+        Ok(format!("16/{} 16", t.lines[0].length))
+    }
+    fn message(&self, name: &str, message: &str) -> Result<Option<String>> {
+        self.call("dm_message", format!("{name} {message}"))?;
+        let mut eras = self.eras.borrow_mut();
+        let e = eras.get_mut(name).ok_or(Error::Dm {
+            op: "message",
+            name: name.into(),
+            what: "Invalid argument".into(),
+            errno: Some(nix::errno::Errno::EINVAL),
+        })?;
+        match message {
+            "checkpoint" => e.0 += 1,
+            "take_metadata_snap" => *e = (e.0 + 1, Some(1)),
+            "drop_metadata_snap" => e.1 = None,
+            _ => {}
+        }
+        Ok(None)
+    }
 }
 
 impl Host for Mock {
@@ -237,6 +325,7 @@ impl Host for Mock {
         match spec.to_str() {
             Some("/dev/vdb" | "/dev/disk/by-id/vdb") => Ok(DEV),
             Some("/dev/vdc") => Ok(OTHER),
+            Some("/dev/vdd") => Ok(THIRD),
             Some("/etc/passwd") => Err(Error::NotBlockDevice { path: spec.into() }),
             _ => Err(Error::Resolve {
                 path: spec.into(),
@@ -248,6 +337,7 @@ impl Host for Mock {
         match dev {
             DEV => Some("vdb".into()),
             OTHER => Some("vdc".into()),
+            THIRD => Some("vdd".into()),
             _ => None,
         }
     }
@@ -258,5 +348,37 @@ impl Host for Mock {
     fn remove_node(&self, path: &Path, dev: DevNo) -> Result<bool> {
         self.call("remove_node", format!("{} {dev}", path.display()))?;
         Ok(self.nodes.borrow_mut().remove(path))
+    }
+    fn sectors(&self, dev: DevNo) -> Result<Sectors> {
+        if let Some(s) = self.sizes.borrow().get(&dev) {
+            return Ok(*s);
+        }
+        match dev {
+            OTHER => Ok(Sectors(8192)),
+            _ if dev.major == LOOP0.major => Ok(Sectors(4096)),
+            _ => Ok(Sectors(2048)),
+        }
+    }
+    fn open_direct(&self, dev: DevNo) -> Result<std::fs::File> {
+        self.call("open_direct", dev.to_string())?;
+        let p = self.image.borrow().clone().expect("a test image");
+        std::fs::File::open(&p).map_err(|source| Error::Io {
+            what: p.display().to_string(),
+            source,
+        })
+    }
+    fn zero_start(&self, path: &Path, len: Sectors) -> Result<()> {
+        self.call("zero_start", format!("{} {len}", path.display()))
+    }
+    fn loop_create(&self, path: &Path, size: Sectors) -> Result<DevNo> {
+        self.call("loop_create", format!("{} {size}", path.display()))?;
+        let mut l = self.loops.borrow_mut();
+        let dev = DevNo::new(LOOP0.major, l.len() as u32);
+        l.insert(dev, path.into());
+        Ok(dev)
+    }
+    fn loop_remove(&self, dev: DevNo) -> Result<Option<PathBuf>> {
+        self.call("loop_remove", dev.to_string())?;
+        Ok(self.loops.borrow_mut().remove(&dev))
     }
 }

@@ -4,15 +4,21 @@
 
 mod attach;
 mod create;
+mod era;
 mod list;
 #[cfg(test)]
 pub(crate) mod mock;
 mod remove;
+pub mod snapshot;
 
 pub use attach::SwitchReport;
 pub use create::CreateReport;
+pub use era::{EraAttachReport, EraChanges, EraCheckpoint, EraInfo};
 pub use list::Entry;
 pub use remove::RemoveReport;
+pub use snapshot::{
+    CowStore, SnapState, SnapshotGroup, SnapshotMember, SnapshotRemoveReport, SnapshotRequest,
+};
 
 use crate::ctl::Control;
 use crate::dm::{DeviceMapper, Dm};

@@ -43,10 +43,23 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
             .dm
             .devno(name)?
             .ok_or_else(|| Error::DmNotFound { name: name.into() })?;
+        if let Some(group) = self.snapshot_group_of(name)? {
+            return Err(Error::BadRequest {
+                what: format!(
+                    "{name} belongs to snapshot group {group}; remove the group with `interposer snapshot remove {group}`"
+                ),
+            });
+        }
         let (status, attached) = self
             .find_interposed(dm_dev)?
             .ok_or_else(|| Error::NotAnInterposer { name: name.into() })?;
         let dev = status.dev;
+        // The module hands top-level bios to a dm interposer without a
+        // clone and then waits for dm to finish them, which a suspended
+        // device never does.
+        if attached && self.dm.suspended(name)? {
+            return Err(Error::InterposerSuspended { name: name.into() });
+        }
         let detached = if attached {
             match self.kernel.detach(dev) {
                 Ok(()) => true,

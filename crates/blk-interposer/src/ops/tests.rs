@@ -1,6 +1,6 @@
 //! Orchestration order and undo, against the recording mock.
 
-use super::mock::{status, Mock, DEV, LOWER};
+use super::mock::{status, Mock, DEV, LOWER, OTHER};
 use super::Ops;
 use crate::dm::Table;
 use crate::error::Error;
@@ -296,4 +296,72 @@ fn detach_keeps_the_lower_device() {
     assert_eq!(changes(&m), ["detach 254:16"]);
     assert_eq!(r.interposer, None);
     assert_eq!(r.lower, "/dev/interposer/vdb");
+}
+
+#[test]
+fn switch_creates_missing_lower_devices_and_moves_all_in_one_call() {
+    let m = Mock::new();
+    m.lowers.borrow_mut().insert(DEV, status(DEV));
+    let to = Path::new("253:1");
+    let r = ops(&m)
+        .switch(&[
+            (Path::new("/dev/vdb"), Some(to)),
+            (Path::new("/dev/vdc"), Some(Path::new("253:2"))),
+        ])
+        .unwrap();
+    let other = OTHER.to_string();
+    assert_eq!(
+        changes(&m),
+        [
+            "lower_create 254:16".to_string(),
+            format!("lower_create {other}"),
+            format!("switch 254:16>253:1 {other}>253:2"),
+        ]
+    );
+    assert_eq!(r.len(), 2);
+    assert!(!r[0].lower_created && r[1].lower_created);
+    assert_eq!(r[0].interposer, Some(DevNo::new(253, 1)));
+    assert_eq!(m.lowers.borrow()[&OTHER].state, State::Attached);
+}
+
+#[test]
+fn refused_switch_removes_only_the_lower_devices_it_created() {
+    let m = Mock::new();
+    m.lowers.borrow_mut().insert(DEV, status(DEV));
+    m.fail_at("switch", || Error::TryAgain { op: "SWITCH" });
+    let e = ops(&m)
+        .switch(&[
+            (Path::new("/dev/vdb"), None),
+            (Path::new("/dev/vdc"), Some(Path::new("253:2"))),
+        ])
+        .unwrap_err();
+    assert!(matches!(e, Error::TryAgain { .. }), "{e:?}");
+    assert_eq!(
+        changes(&m).last().unwrap(),
+        &format!("lower_remove {}", OTHER)
+    );
+    assert!(m.lowers.borrow().contains_key(&DEV));
+}
+
+#[test]
+fn a_device_named_twice_is_refused_before_the_kernel_sees_it() {
+    let m = Mock::new();
+    let e = ops(&m)
+        .switch(&[
+            (Path::new("/dev/vdb"), None),
+            (Path::new("/dev/disk/by-id/vdb"), Some(Path::new("253:2"))),
+        ])
+        .unwrap_err();
+    assert!(e.to_string().contains("appears twice"), "{e}");
+    assert!(changes(&m).is_empty());
+}
+
+#[test]
+fn remove_refuses_a_suspended_interposer_before_detaching() {
+    let m = Mock::new().with_interposer("vdb-lin");
+    m.dms.borrow_mut()[0].2 = false; // dmsetup suspend vdb-lin
+    let e = ops(&m).remove("vdb-lin").unwrap_err();
+    assert!(matches!(e, Error::InterposerSuspended { .. }), "{e:?}");
+    assert!(e.to_string().contains("dmsetup resume vdb-lin"), "{e}");
+    assert!(changes(&m).is_empty(), "{:?}", changes(&m));
 }

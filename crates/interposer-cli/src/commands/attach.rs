@@ -1,9 +1,10 @@
-//! `interposer attach DEVICE INTERPOSER` and `interposer detach DEVICE`
+//! `interposer attach DEVICE INTERPOSER`, `interposer detach DEVICE` and
+//! `interposer switch DEVICE=INTERPOSER...`
 
 use anyhow::Context;
 use blk_interposer::SwitchReport;
 
-use crate::cli::{AttachArgs, DetachArgs};
+use crate::cli::{AttachArgs, DetachArgs, SwitchArgs};
 use crate::output;
 
 pub fn exec_attach(args: AttachArgs, json: bool) -> anyhow::Result<()> {
@@ -26,11 +27,30 @@ pub fn exec_detach(args: DetachArgs, json: bool) -> anyhow::Result<()> {
     print(&report, json)
 }
 
+pub fn exec_switch(args: SwitchArgs, json: bool) -> anyhow::Result<()> {
+    let moves: Vec<_> = args
+        .moves
+        .iter()
+        .map(|(d, to)| (d.as_path(), to.as_deref()))
+        .collect();
+    let reports = super::system()?
+        .switch(&moves)
+        .context("switch not done; no device has changed")?;
+    if json {
+        return output::json(&reports);
+    }
+    output::lines(reports.iter().map(line))
+}
+
 fn print(r: &SwitchReport, json: bool) -> anyhow::Result<()> {
     if json {
         return output::json(r);
     }
-    output::lines(vec![match r.interposer {
+    output::lines(vec![line(r)])
+}
+
+fn line(r: &SwitchReport) -> String {
+    match r.interposer {
         Some(to) => format!(
             "{} ({}) now redirects to {to}; lower device {}.",
             r.device, r.dev, r.lower
@@ -39,5 +59,5 @@ fn print(r: &SwitchReport, json: bool) -> anyhow::Result<()> {
             "{} ({}) is detached; lower device {} kept.",
             r.device, r.dev, r.lower
         ),
-    }])
+    }
 }

@@ -3,9 +3,11 @@
 
 mod attach;
 mod create;
+mod era;
 mod info;
 mod ls;
 mod remove;
+mod snapshot;
 mod version;
 
 use blk_interposer::Ops;
@@ -21,6 +23,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Info(args) => info::exec(args, cli.json),
         Command::Attach(args) => attach::exec_attach(args, cli.json),
         Command::Detach(args) => attach::exec_detach(args, cli.json),
+        Command::Era(args) => era::exec(args, cli.json),
+        Command::Switch(args) => attach::exec_switch(args, cli.json),
+        Command::Snapshot(cmd) => snapshot::exec(cmd, cli.json),
         Command::Version => version::exec(cli.json),
     }
 }

@@ -17,7 +17,7 @@ pub fn exec(args: RemoveArgs, json: bool) -> anyhow::Result<()> {
     }
 }
 
-fn human(r: &RemoveReport) -> Vec<String> {
+pub(super) fn human(r: &RemoveReport) -> Vec<String> {
     let mut v = vec![format!(
         "{} removed; {} {}.",
         r.name,

@@ -35,7 +35,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use blk_interposer::abi::{
-    self, Cmd, IoctlHeader, RawStatus, BUFFER_FULL, HEADER_SIZE, STATUS_SIZE,
+    self, Cmd, IoctlHeader, RawStatus, RawSwitch, BUFFER_FULL, HEADER_SIZE, STATUS_SIZE,
 };
 use blk_interposer::{DevNo, DeviceMapper, Dm, Table};
 use nix::errno::Errno;
@@ -144,6 +144,35 @@ fn call(fd: RawFd, cmd: Cmd, hdr: IoctlHeader, payload: usize) -> (i32, Buf) {
         Err(e) => e as i32,
     };
     (e, b)
+}
+
+/// SWITCH with `entries` in a payload of `room` entries and `count` in the
+/// header (which may lie about the entries); returns the errno or 0.
+fn switch_call(fd: RawFd, entries: &[(DevNo, DevNo)], count: u32, room: usize) -> i32 {
+    let size = std::mem::size_of::<RawSwitch>();
+    let none = DevNo::default();
+    let hdr = IoctlHeader {
+        count,
+        ..header(none, none, room * size)
+    };
+    let mut b = Buf::new(hdr, room.max(entries.len()) * size);
+    let p = b.ptr().cast::<u8>();
+    for (i, (dev, to)) in entries.iter().enumerate() {
+        let raw = RawSwitch {
+            dev: (*dev).into(),
+            interposer: (*to).into(),
+        };
+        // SAFETY: the buffer holds max(room, entries) entries after the header.
+        unsafe {
+            p.add(HEADER_SIZE + i * size)
+                .cast::<RawSwitch>()
+                .write_unaligned(raw)
+        };
+    }
+    match raw_ioctl(fd, req(Cmd::Switch), b.ptr()) {
+        Ok(_) => 0,
+        Err(e) => e as i32,
+    }
 }
 
 /// Two pages, the second one inaccessible: for buffers that run off the end.
@@ -347,9 +376,9 @@ fn single_calls(fd: RawFd, d: &Devs, rep: &mut Report) {
         ("magic 0x00", 0x00, 0, hdr_size, libc::ENOTTY),
         ("magic 0xFD (dm-ioctl's)", 0xFD, 0, hdr_size, libc::ENOTTY),
         (
-            "unknown command nr 7 (first unused)",
+            "unknown command nr 8 (first unused)",
             0xB7,
-            7,
+            8,
             hdr_size,
             libc::ENOTTY,
         ),
@@ -661,6 +690,97 @@ fn single_calls(fd: RawFd, d: &Devs, rep: &mut Report) {
     }
     let (e, _) = call(fd, Cmd::Detach, header(dev, none, 0), 0);
     rep.check("DETACH: not attached", libc::ENOENT, e);
+
+    println!("--- SWITCH entries ---");
+    let max = abi::SWITCH_MAX as u32;
+    for (what, entries, count, room, expect) in [
+        ("count 0", vec![], 0u32, 1usize, libc::EINVAL),
+        ("count SWITCH_MAX + 1", vec![], max + 1, 1, libc::EINVAL),
+        ("count u32::MAX", vec![], u32::MAX, 1, libc::EINVAL),
+        (
+            "count 2, room for 1",
+            vec![(dev, d.small)],
+            2,
+            1,
+            libc::EINVAL,
+        ),
+        ("device 0:0", vec![(none, d.small)], 1, 1, libc::ENODEV),
+        (
+            "device major 4096",
+            vec![(DevNo::new(4096, 1), none)],
+            1,
+            1,
+            libc::ENODEV,
+        ),
+        (
+            "device without a lower device",
+            vec![(d.spare, d.small)],
+            1,
+            1,
+            libc::ENOENT,
+        ),
+        (
+            "device twice",
+            vec![(dev, none), (dev, d.small)],
+            2,
+            2,
+            libc::EINVAL,
+        ),
+        (
+            "detach of an idle device",
+            vec![(dev, none)],
+            1,
+            1,
+            libc::ENOENT,
+        ),
+        (
+            "interposer 240:77 does not exist",
+            vec![(dev, nosuch)],
+            1,
+            1,
+            libc::ENXIO,
+        ),
+        (
+            "interposer = the device itself",
+            vec![(dev, dev)],
+            1,
+            1,
+            libc::ELOOP,
+        ),
+        (
+            "interposer = its own lower device",
+            vec![(dev, lower)],
+            1,
+            1,
+            libc::ELOOP,
+        ),
+        (
+            "interposer smaller than the device",
+            vec![(dev, d.small)],
+            1,
+            1,
+            libc::ENOSPC,
+        ),
+    ] {
+        let e = switch_call(fd, &entries, count, room);
+        rep.check(&format!("SWITCH: {what}"), expect, e);
+    }
+    let p = guard.header_at_end(
+        IoctlHeader {
+            count: 1,
+            ..header(dev, none, std::mem::size_of::<RawSwitch>())
+        },
+        0,
+    );
+    let got = raw_ioctl(fd, req(Cmd::Switch), p).map_or_else(|e| e as i32, |_| 0);
+    rep.check("SWITCH: entries in an unmapped page", libc::EFAULT, got);
+    let (e, b) = call(fd, Cmd::Status, header(dev, none, STATUS_SIZE), STATUS_SIZE);
+    rep.row(
+        "STATUS: still idle after the refused SWITCHes",
+        &[0],
+        e,
+        ensure(b.status(0).state == 0, format!("{:?}", b.status(0))),
+    );
 
     println!("--- while attached ---");
     let dm = Dm::open();

@@ -1,0 +1,187 @@
+//! `interposer era attach|checkpoint|changed|status|detach`
+
+use anyhow::Context;
+use blk_interposer::{EraAttachReport, EraChanges, EraInfo};
+
+use crate::cli::{EraArgs, EraAttachArgs, EraChangedArgs, EraCommand, EraDeviceArgs};
+use crate::output;
+
+pub fn exec(args: EraArgs, json: bool) -> anyhow::Result<()> {
+    match args.command {
+        EraCommand::Attach(a) => attach(a, json),
+        EraCommand::Checkpoint(a) => checkpoint(a, json),
+        EraCommand::Changed(a) => changed(a, json),
+        EraCommand::Status(a) => status(a, json),
+        EraCommand::Detach(a) => detach(a, json),
+    }
+}
+
+fn attach(a: EraAttachArgs, json: bool) -> anyhow::Result<()> {
+    let r = super::system()?
+        .era_attach(&a.device, &a.metadata, a.block_size, a.name.as_deref())
+        .with_context(|| format!("cannot attach dm-era to {}", a.device.display()))?;
+    if json {
+        return output::json(&r);
+    }
+    output::lines(attach_human(&r))
+}
+
+fn attach_human(r: &EraAttachReport) -> Vec<String> {
+    vec![
+        format!(
+            "{} ({}) now tracks {} ({}): era {}, {} blocks of {}.",
+            r.create.name,
+            r.create.dm_dev,
+            r.create.device,
+            r.create.dev,
+            r.era,
+            r.nr_blocks,
+            output::size(r.block_sectors.0)
+        ),
+        format!("metadata: {}", r.metadata),
+        format!("next: `interposer era checkpoint {}`", r.create.name),
+    ]
+}
+
+fn checkpoint(a: EraDeviceArgs, json: bool) -> anyhow::Result<()> {
+    let r = super::system()?
+        .era_checkpoint(&a.device)
+        .with_context(|| format!("cannot checkpoint {}", a.device))?;
+    if json {
+        return output::json(&r);
+    }
+    // The bare number, for `E=$(interposer era checkpoint vdb1)`.
+    output::lines([r.era.to_string()])
+}
+
+fn changed(a: EraChangedArgs, json: bool) -> anyhow::Result<()> {
+    let r = super::system()?
+        .era_changed(&a.device, a.since)
+        .with_context(|| format!("cannot list the changes of {}", a.device))?;
+    if json {
+        return output::json(&r);
+    }
+    eprintln!("{}", summary(&r));
+    output::lines(
+        r.ranges
+            .iter()
+            .map(|x| format!("{} {}", x.offset, x.length)),
+    )
+}
+
+fn summary(r: &EraChanges) -> String {
+    format!(
+        "{}: {} range(s), {} of {} blocks of {} ({} bytes) written since era {}; writes from now on are in era {} or later",
+        r.device,
+        r.ranges.len(),
+        r.changed_blocks,
+        r.nr_blocks,
+        output::size(r.block_sectors.0),
+        r.changed_bytes,
+        r.since,
+        r.era
+    )
+}
+
+fn status(a: EraDeviceArgs, json: bool) -> anyhow::Result<()> {
+    let r = super::system()?
+        .era_status(&a.device)
+        .with_context(|| format!("cannot show the era of {}", a.device))?;
+    if json {
+        return output::json(&r);
+    }
+    output::lines(status_human(&r))
+}
+
+fn status_human(r: &EraInfo) -> Vec<String> {
+    [
+        ("era device", r.name.clone()),
+        ("device", format!("{} ({})", r.device, r.dev)),
+        ("metadata", r.metadata.clone()),
+        (
+            "block size",
+            format!(
+                "{} sectors ({})",
+                r.block_sectors,
+                output::size(r.block_sectors.0)
+            ),
+        ),
+        ("era", r.status.era.to_string()),
+        (
+            "metadata use",
+            format!(
+                "{}/{} blocks of 4 KiB",
+                r.status.metadata_used, r.status.metadata_total
+            ),
+        ),
+        (
+            "snapshot",
+            r.status
+                .metadata_snap
+                .map_or_else(|| "-".into(), |b| format!("held at block {b}")),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| format!("{:<14}{v}", format!("{k}:")))
+    .collect()
+}
+
+fn detach(a: EraDeviceArgs, json: bool) -> anyhow::Result<()> {
+    let r = super::system()?
+        .era_detach(&a.device)
+        .with_context(|| format!("cannot detach dm-era from {}", a.device))?;
+    if json {
+        return output::json(&r);
+    }
+    output::lines(super::remove::human(&r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use blk_interposer::era::{ChangedRange, EraStatus};
+    use blk_interposer::{DevNo, Sectors};
+
+    #[test]
+    fn renders_changes_and_status() {
+        let r = EraChanges {
+            name: "vdb1-era".into(),
+            device: "/dev/vdb1".into(),
+            since: 3,
+            era: 5,
+            block_sectors: Sectors(128),
+            block_bytes: 65536,
+            nr_blocks: 100,
+            changed_blocks: 2,
+            changed_bytes: 131072,
+            ranges: vec![ChangedRange {
+                begin: 4,
+                end: 6,
+                offset: 262144,
+                length: 131072,
+            }],
+        };
+        assert_eq!(
+            summary(&r),
+            "/dev/vdb1: 1 range(s), 2 of 100 blocks of 64.0 KiB (131072 bytes) written since era 3; writes from now on are in era 5 or later"
+        );
+        let s = EraInfo {
+            name: "vdb1-era".into(),
+            device: "/dev/vdb1".into(),
+            dev: DevNo::new(254, 17),
+            metadata: "/dev/vdd".into(),
+            metadata_dev: DevNo::new(254, 48),
+            block_sectors: Sectors(128),
+            block_bytes: 65536,
+            status: EraStatus {
+                metadata_used: 20,
+                metadata_total: 16384,
+                era: 5,
+                metadata_snap: None,
+            },
+        };
+        let l = status_human(&s);
+        assert_eq!(l[4], "era:          5");
+        assert_eq!(l[6], "snapshot:     -");
+    }
+}
