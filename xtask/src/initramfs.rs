@@ -119,7 +119,7 @@ pub fn build_cli(root: &Path) -> Result<Option<PathBuf>> {
 }
 
 /// Test programs of crates/vm-tools, installed next to `interposer` in the VM.
-const VM_TOOLS: &[&str] = &["stamp-writer", "hostile-ioctl"];
+const VM_TOOLS: &[&str] = &["stamp-writer", "hostile-ioctl", "insn-marker"];
 
 /// Pack `initramfs.cpio.gz` for `kernel` and return its path.
 pub fn build(
@@ -383,7 +383,8 @@ fn build_overlay(
     let init = root.join("tests/common/init");
     fs::copy(&init, stage.join("init")).with_context(|| format!("copying {}", init.display()))?;
     fs::set_permissions(stage.join("init"), fs::Permissions::from_mode(0o755))?;
-    for sub in ["common", "scenarios"] {
+    // bench/: the guest side of `cargo xtask bench` (not a scenario: `test` never runs it).
+    for sub in ["common", "scenarios", "bench"] {
         copy_tree(
             &root.join("tests").join(sub),
             &stage.join("tests").join(sub),

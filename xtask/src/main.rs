@@ -1,6 +1,7 @@
 //! `cargo xtask`: the build and VM test automation of blk-interposer (matklad's xtask style:
 //! plain Rust, only cargo needed to start, `cargo xtask` with no task lists the tasks).
 
+mod bench;
 mod checkpatch;
 mod initramfs;
 mod kernel;
@@ -78,6 +79,22 @@ enum Task {
         #[arg(long, default_value = kernel::DEFAULT)]
         kernel: String,
     },
+    /// Measure the interposer's cost in a VM: throughput and guest instructions per I/O
+    /// (qemu plugin), writer stalls of attach/detach, live snapshots. See BENCHMARKS.md.
+    Bench {
+        /// 6.1, 6.12, all, or an exact installed release.
+        #[arg(long, default_value = kernel::DEFAULT)]
+        kernel: String,
+        /// Rounds (default 9, or 3 with --quick).
+        #[arg(long)]
+        rounds: Option<u32>,
+        /// Short runs and 3 rounds, for development.
+        #[arg(long)]
+        quick: bool,
+        /// Only these parts of the guest script: comma-separated calib,matrix,snap,stall.
+        #[arg(long)]
+        parts: Option<String>,
+    },
     /// What CI runs: setup, cargo fmt --check, clippy -D warnings, checkpatch --strict on kmod/,
     /// test --kernel all.
     Ci,
@@ -143,6 +160,23 @@ fn run(cli: Cli) -> Result<bool> {
             }
             setup::run()?;
             return test::boot_one(&root, &kernel, Some(demo.into()), false);
+        }
+        Task::Bench {
+            kernel,
+            rounds,
+            quick,
+            parts,
+        } => {
+            setup::run()?;
+            return bench::run(
+                &root,
+                &bench::Options {
+                    kernel,
+                    rounds,
+                    quick,
+                    parts,
+                },
+            );
         }
         Task::Ci => {
             setup::run()?;

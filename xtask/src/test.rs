@@ -54,6 +54,7 @@ pub fn boot_one(root: &Path, spec: &str, scenario: Option<String>, shell: bool) 
         shell,
         stream: true,
         timeout,
+        extra: Default::default(),
     };
     let out = vm::run(&cfg)?;
     if shell {
@@ -72,7 +73,7 @@ pub fn boot_one(root: &Path, spec: &str, scenario: Option<String>, shell: bool) 
 }
 
 /// target/vm/<release>/<group>/<name>: disks, console.log and monitor.sock of one run.
-fn run_dir(root: &Path, kernel: &Kernel, name: &str) -> PathBuf {
+pub fn run_dir(root: &Path, kernel: &Kernel, name: &str) -> PathBuf {
     initramfs::Layout::new(root, kernel).dir.join(name)
 }
 
@@ -164,6 +165,7 @@ fn run_scenario(
             shell: false,
             stream: false,
             timeout: s.timeout,
+            extra: Default::default(),
         })?;
         if outcome.boot.is_some() || outcome.timed_out || attempt == BOOT_ATTEMPTS {
             return Ok(outcome);

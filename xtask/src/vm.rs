@@ -49,6 +49,21 @@ pub struct VmConfig<'a> {
     /// Echo the console to stdout while capturing it.
     pub stream: bool,
     pub timeout: Duration,
+    /// What the benchmark changes; `Default` for scenarios.
+    pub extra: QemuExtra,
+}
+
+/// Departures from the scenario VM, for `cargo xtask bench`.
+#[derive(Clone, Debug, Default)]
+pub struct QemuExtra {
+    /// Replaces `-accel` (tcg, or $XTASK_ACCEL), e.g. `tcg,thread=single`.
+    pub accel: Option<String>,
+    /// Replaces `-smp 2`.
+    pub smp: Option<u32>,
+    /// Appended to the kernel command line.
+    pub append: Vec<String>,
+    /// Appended to qemu's arguments, e.g. `-plugin`.
+    pub args: Vec<String>,
 }
 
 /// What came back from a VM run.
@@ -256,16 +271,24 @@ fn qemu_command(cfg: &VmConfig) -> Result<Command> {
     if cfg.shell {
         append.push_str(" shell=1");
     }
+    for a in &cfg.extra.append {
+        append.push(' ');
+        append.push_str(a);
+    }
     let monitor = monitor_socket(dir);
     let _ = fs::remove_file(&monitor);
 
     let mut cmd = Command::new("qemu-system-x86_64");
     // -cx16: qemu TCG's CMPXCHG16B breaks SLUB on 6.12; +rdrand: 6.1 soft-locks in
     // urandom_read_iter with 2 vCPUs without it (prototype/NOTES.md).
-    cmd.args(["-m", "2048", "-smp", "2", "-cpu", "qemu64,+rdrand,-cx16"]);
+    let smp = cfg.extra.smp.unwrap_or(2).to_string();
+    cmd.args(["-m", "2048", "-smp", &smp, "-cpu", "qemu64,+rdrand,-cx16"]);
     // TCG by default: a /dev/kvm that opens is no proof that KVM works (nested KVM on the
     // CI machines fails with "emulation failure"). XTASK_ACCEL=kvm opts in.
-    let accel = std::env::var("XTASK_ACCEL").unwrap_or_else(|_| "tcg".into());
+    let accel = match &cfg.extra.accel {
+        Some(accel) => accel.clone(),
+        None => std::env::var("XTASK_ACCEL").unwrap_or_else(|_| "tcg".into()),
+    };
     cmd.args(["-accel", &accel]);
     // No NIC: nothing needs one, and its iPXE option ROM costs boot time.
     cmd.args(["-nographic", "-no-reboot", "-nic", "none"]);
@@ -288,6 +311,7 @@ fn qemu_command(cfg: &VmConfig) -> Result<Command> {
         cmd.arg("-device")
             .arg(format!("virtio-blk-pci,drive=drive-{name},id={name}"));
     }
+    cmd.args(&cfg.extra.args);
     Ok(cmd)
 }
 

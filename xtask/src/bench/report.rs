@@ -1,0 +1,555 @@
+//! From samples to figures: medians and spreads per cell, ratios per round against the
+//! reference configuration, the targets, the console table and results.json.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::run::{Results, Sample};
+
+/// Median, extremes and spread of a set of rounds.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Stat {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    /// (max - min) / median, in percent: the whole range the rounds covered.
+    pub spread_pct: f64,
+    /// Median absolute deviation / median, in percent: the typical distance of a round
+    /// from the median, blind to a single outlier round.
+    pub mad_pct: f64,
+    pub n: usize,
+}
+
+impl Stat {
+    pub fn of(values: &[f64]) -> Option<Stat> {
+        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        let (min, max) = (v[0], v[n - 1]);
+        let rel = |x: f64| {
+            if median != 0.0 {
+                x / median.abs() * 100.0
+            } else {
+                0.0
+            }
+        };
+        let mut dev: Vec<f64> = v.iter().map(|x| (x - median).abs()).collect();
+        dev.sort_by(f64::total_cmp);
+        let mad = if n % 2 == 1 {
+            dev[n / 2]
+        } else {
+            (dev[n / 2 - 1] + dev[n / 2]) / 2.0
+        };
+        Some(Stat {
+            median,
+            min,
+            max,
+            spread_pct: rel(max - min),
+            mad_pct: rel(mad),
+            n,
+        })
+    }
+}
+
+/// One configuration of one workload on one device set.
+#[derive(Clone, Debug, Serialize)]
+pub struct Cell {
+    pub devset: String,
+    pub workload: String,
+    pub config: String,
+    pub iops: Stat,
+    pub mbps: Stat,
+    pub insn_per_io: Stat,
+}
+
+/// The figure a ratio compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Metric {
+    #[serde(rename = "insn/IO")]
+    InsnPerIo,
+    #[serde(rename = "IOPS")]
+    Iops,
+    #[serde(rename = "stall")]
+    Stall,
+}
+
+impl Metric {
+    pub fn label(self) -> &'static str {
+        match self {
+            Metric::InsnPerIo => "insn/IO",
+            Metric::Iops => "IOPS",
+            Metric::Stall => "max lat",
+        }
+    }
+}
+
+/// A limit a ratio should stay within.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub enum Target {
+    /// ratio <= limit (costs: instructions, stalls)
+    AtMost(f64),
+    /// ratio >= limit (throughput)
+    AtLeast(f64),
+}
+
+impl Target {
+    pub fn met(self, ratio: f64) -> bool {
+        match self {
+            Target::AtMost(l) => ratio <= l,
+            Target::AtLeast(l) => ratio >= l,
+        }
+    }
+
+    pub fn limit(self) -> f64 {
+        match self {
+            Target::AtMost(l) | Target::AtLeast(l) => l,
+        }
+    }
+
+    pub fn text(self) -> String {
+        match self {
+            Target::AtMost(l) => format!("<= {l}"),
+            Target::AtLeast(l) => format!(">= {l}"),
+        }
+    }
+}
+
+/// `num/den` of one metric, as the median over rounds of the per-round ratio (rounds are
+/// measured back to back, so pairing them cancels the drift of the emulation).
+#[derive(Clone, Debug, Serialize)]
+pub struct Ratio {
+    pub num: String,
+    pub den: String,
+    pub devset: String,
+    pub workload: String,
+    pub metric: Metric,
+    pub ratio: Stat,
+    pub target: Option<Target>,
+}
+
+impl Ratio {
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.num, self.den)
+    }
+
+    /// `Some(true)` PASS, `Some(false)` MISS, `None` for information.
+    pub fn verdict(&self) -> Option<bool> {
+        self.target.map(|t| t.met(self.ratio.median))
+    }
+}
+
+/// The ratios the issue sets targets for, and those shown for information.
+/// (numerator, denominator, metric, target)
+#[rustfmt::skip]
+pub const MATRIX_RATIOS: &[(&str, &str, Metric, Option<Target>)] = &[
+    ("interposed", "dm-linear", Metric::InsnPerIo, Some(Target::AtMost(1.02))),
+    ("interposed", "dm-linear", Metric::Iops, Some(Target::AtLeast(0.98))),
+    ("bystander", "no-module", Metric::InsnPerIo, Some(Target::AtMost(1.005))),
+    ("bystander", "no-module", Metric::Iops, Some(Target::AtLeast(0.995))),
+    ("interposed", "raw", Metric::InsnPerIo, None),
+    ("interposed", "raw", Metric::Iops, None),
+    ("dm-linear", "raw", Metric::InsnPerIo, None),
+    ("dm-linear", "raw", Metric::Iops, None),
+];
+
+/// Live snapshot through the interposer against the same snapshot stacked before use.
+#[rustfmt::skip]
+pub const SNAP_RATIOS: &[(&str, &str, Metric, Option<Target>)] = &[
+    ("snap-interposed", "snap-stacked", Metric::InsnPerIo, Some(Target::AtMost(1.02))),
+    ("snap-interposed", "snap-stacked", Metric::Iops, Some(Target::AtLeast(0.98))),
+];
+
+pub const STALL_RATIOS: &[(&str, &str)] = &[("attach", "freeze"), ("detach", "freeze")];
+pub const STALL_TARGET: Target = Target::AtMost(1.2);
+
+/// The whole report of one kernel.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub kernel: String,
+    pub release: String,
+    pub rounds: u32,
+    pub quick: bool,
+    pub calib: Vec<CalibFigure>,
+    pub cells: Vec<Cell>,
+    pub stalls: BTreeMap<String, Stat>,
+    pub ratios: Vec<Ratio>,
+    pub results: Results,
+}
+
+/// One sanity loop: counted against expected instructions.
+#[derive(Clone, Debug, Serialize)]
+pub struct CalibFigure {
+    pub expected: u64,
+    pub counted: u64,
+    pub error_pct: f64,
+}
+
+fn metric_of(s: &Sample, m: Metric) -> f64 {
+    match m {
+        Metric::InsnPerIo => s.insn_per_io(),
+        Metric::Iops => s.fio.iops,
+        Metric::Stall => f64::NAN,
+    }
+}
+
+/// Keys of a sample: (devset, workload, config).
+fn key(s: &Sample) -> (String, String, String) {
+    (s.devset.clone(), s.workload.clone(), s.config.clone())
+}
+
+pub fn build(kernel: &str, release: &str, rounds: u32, quick: bool, results: Results) -> Report {
+    let mut groups: BTreeMap<(String, String, String), Vec<&Sample>> = BTreeMap::new();
+    for s in &results.samples {
+        groups.entry(key(s)).or_default().push(s);
+    }
+    let stat = |v: &[&Sample], f: &dyn Fn(&Sample) -> f64| {
+        Stat::of(&v.iter().map(|s| f(s)).collect::<Vec<_>>())
+    };
+    let cells = groups
+        .iter()
+        .filter_map(|((devset, workload, config), v)| {
+            Some(Cell {
+                devset: devset.clone(),
+                workload: workload.clone(),
+                config: config.clone(),
+                iops: stat(v, &|s| s.fio.iops)?,
+                mbps: stat(v, &|s| s.fio.mbps)?,
+                insn_per_io: stat(v, &|s| s.insn_per_io())?,
+            })
+        })
+        .collect();
+
+    let mut ratios = Vec::new();
+    // every (devset, workload) that has samples, in a stable order
+    let mut pairs: Vec<(String, String, String)> = results
+        .samples
+        .iter()
+        .map(|s| (s.part.clone(), s.devset.clone(), s.workload.clone()))
+        .collect();
+    pairs.sort();
+    pairs.dedup();
+    for (part, devset, workload) in &pairs {
+        let table = if part == "snap" {
+            SNAP_RATIOS
+        } else {
+            MATRIX_RATIOS
+        };
+        for &(num, den, metric, target) in table {
+            let get =
+                |config: &str| groups.get(&(devset.clone(), workload.clone(), config.to_string()));
+            let (Some(n), Some(d)) = (get(num), get(den)) else {
+                continue;
+            };
+            let per_round: Vec<f64> = n
+                .iter()
+                .filter_map(|a| {
+                    let b = d.iter().find(|b| b.round == a.round)?;
+                    Some(metric_of(a, metric) / metric_of(b, metric))
+                })
+                .collect();
+            if let Some(ratio) = Stat::of(&per_round) {
+                ratios.push(Ratio {
+                    num: num.into(),
+                    den: den.into(),
+                    devset: devset.clone(),
+                    workload: workload.clone(),
+                    metric,
+                    ratio,
+                    target,
+                });
+            }
+        }
+    }
+
+    let mut stalls = BTreeMap::new();
+    for event in ["freeze", "attach", "detach"] {
+        let v: Vec<f64> = results
+            .stalls
+            .iter()
+            .filter(|s| s.event == event)
+            .map(|s| s.max_ms)
+            .collect();
+        if let Some(st) = Stat::of(&v) {
+            stalls.insert(event.to_string(), st);
+        }
+    }
+    for &(num, den) in STALL_RATIOS {
+        let per_round: Vec<f64> = results
+            .stalls
+            .iter()
+            .filter(|a| a.event == num)
+            .filter_map(|a| {
+                let b = results
+                    .stalls
+                    .iter()
+                    .find(|b| b.event == den && b.round == a.round)?;
+                Some(a.max_ms / b.max_ms)
+            })
+            .collect();
+        if let Some(ratio) = Stat::of(&per_round) {
+            ratios.push(Ratio {
+                num: num.into(),
+                den: den.into(),
+                devset: "virtio".into(),
+                workload: "ext4 sync 4k".into(),
+                metric: Metric::Stall,
+                ratio,
+                target: Some(STALL_TARGET),
+            });
+        }
+    }
+
+    let calib = results
+        .calib
+        .iter()
+        .map(|c| {
+            let expected = 2 * c.loops;
+            CalibFigure {
+                expected,
+                counted: c.insns,
+                error_pct: (c.insns as f64 - expected as f64) / expected as f64 * 100.0,
+            }
+        })
+        .collect();
+
+    Report {
+        kernel: kernel.into(),
+        release: release.into(),
+        rounds,
+        quick,
+        calib,
+        cells,
+        stalls,
+        ratios,
+        results,
+    }
+}
+
+fn verdict_text(v: Option<bool>) -> &'static str {
+    match v {
+        Some(true) => "PASS",
+        Some(false) => "MISS",
+        None => "info",
+    }
+}
+
+/// The console table: sanity loops, absolute figures, then the ratios with PASS/MISS.
+pub fn render(r: &Report) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "bench: kernel {} ({}), {} round(s){}",
+        r.kernel,
+        r.release,
+        r.rounds,
+        if r.quick { ", --quick" } else { "" }
+    );
+    for c in &r.calib {
+        let _ = writeln!(
+            o,
+            "sanity loop: expected {} instructions, counted {} ({:+.4}%)",
+            c.expected, c.counted, c.error_pct
+        );
+    }
+    let tares: Vec<f64> = r.results.samples.iter().map(|s| s.tare as f64).collect();
+    if let Some(t) = Stat::of(&tares) {
+        let _ = writeln!(
+            o,
+            "marker tare (a one-I/O job, subtracted from each job of its fio run): median {:.0} \
+             instructions, MAD {:.2}%",
+            t.median, t.mad_pct
+        );
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "{:<9} {:<14} {:<16} {:>10} {:>7} {:>9} {:>12} {:>7}",
+        "devices", "workload", "config", "IOPS", "spread", "MB/s", "insn/IO", "spread"
+    );
+    for c in &r.cells {
+        let _ = writeln!(
+            o,
+            "{:<9} {:<14} {:<16} {:>10.0} {:>6.1}% {:>9.1} {:>12.0} {:>6.2}%",
+            c.devset,
+            c.workload,
+            c.config,
+            c.iops.median,
+            c.iops.spread_pct,
+            c.mbps.median,
+            c.insn_per_io.median,
+            c.insn_per_io.spread_pct
+        );
+    }
+    let mut mads: Vec<(f64, f64, String)> = r
+        .cells
+        .iter()
+        .map(|c| {
+            let name = format!("{} {} {}", c.devset, c.workload, c.config);
+            (c.insn_per_io.mad_pct, c.insn_per_io.spread_pct, name)
+        })
+        .collect();
+    mads.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if let (Some(mid), Some(worst)) = (mads.get(mads.len() / 2), mads.last()) {
+        let ranges = Stat::of(&mads.iter().map(|m| m.1).collect::<Vec<_>>());
+        let _ = writeln!(
+            o,
+            "insn/IO stability over the rounds: median cell MAD {:.2}%, worst MAD {:.2}% ({}); \
+             median cell range {:.2}%",
+            mid.0,
+            worst.0,
+            worst.2,
+            ranges.map_or(0.0, |s| s.median)
+        );
+    }
+    if !r.stalls.is_empty() {
+        let _ = writeln!(o);
+        for (event, s) in &r.stalls {
+            let _ = writeln!(
+                o,
+                "writer stall during {event:<7} median {:>8.2} ms (min {:.2}, max {:.2}, {} rounds)",
+                s.median, s.min, s.max, s.n
+            );
+        }
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "{:<30} {:<9} {:<14} {:<8} {:>7} {:>7} {:>8} {:>5}",
+        "ratio", "devices", "workload", "metric", "median", "spread", "target", ""
+    );
+    for x in &r.ratios {
+        let _ = writeln!(
+            o,
+            "{:<30} {:<9} {:<14} {:<8} {:>7.3} {:>6.1}% {:>8} {:>5}",
+            x.name(),
+            x.devset,
+            x.workload,
+            x.metric.label(),
+            x.ratio.median,
+            x.ratio.spread_pct,
+            x.target.map_or(String::new(), Target::text),
+            verdict_text(x.verdict())
+        );
+    }
+    let (pass, miss) = r.ratios.iter().fold((0, 0), |(p, m), x| match x.verdict() {
+        Some(true) => (p + 1, m),
+        Some(false) => (p, m + 1),
+        None => (p, m),
+    });
+    let _ = writeln!(o, "\ntargets: {pass} PASS, {miss} MISS");
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::run::{FioFigures, Stall};
+    use super::*;
+
+    #[test]
+    fn median_and_spread() {
+        let s = Stat::of(&[3.0, 1.0, 2.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max, s.n), (2.0, 1.0, 3.0, 3));
+        assert!((s.spread_pct - 100.0).abs() < 1e-9);
+        assert!((s.mad_pct - 50.0).abs() < 1e-9);
+        assert_eq!(Stat::of(&[4.0, 1.0, 2.0, 3.0]).unwrap().median, 2.5);
+        // one wild round moves the range, not the MAD
+        let w = Stat::of(&[100.0, 101.0, 99.0, 100.0, 5000.0]).unwrap();
+        assert_eq!(w.median, 100.0);
+        assert!((w.mad_pct - 1.0).abs() < 1e-9);
+        assert!(w.spread_pct > 4000.0);
+        assert!(Stat::of(&[]).is_none());
+        assert!(Stat::of(&[f64::NAN]).is_none());
+    }
+
+    fn sample(config: &str, round: u32, iops: f64, insns: u64) -> Sample {
+        Sample {
+            part: "matrix".into(),
+            devset: "null_blk".into(),
+            config: config.into(),
+            workload: "randread".into(),
+            round,
+            fio: FioFigures {
+                ios: 1000,
+                iops,
+                mbps: iops * 4096.0 / 1e6,
+                lat_max_ms: 1.0,
+            },
+            insns,
+            tare: 0,
+            file: String::new(),
+        }
+    }
+
+    #[test]
+    fn ratios_pair_rounds_and_judge_targets() {
+        let mut res = Results::default();
+        for r in 1..=3 {
+            // the emulation drifts from round to round; the ratio within a round does not
+            let speed = r as f64;
+            res.samples
+                .push(sample("dm-linear", r, 1000.0 * speed, 10_000_000));
+            res.samples
+                .push(sample("interposed", r, 990.0 * speed, 10_100_000));
+            res.samples
+                .push(sample("raw", r, 1200.0 * speed, 8_000_000));
+        }
+        for (event, ms) in [("freeze", 10.0), ("attach", 11.0), ("detach", 14.0)] {
+            res.stalls.push(Stall {
+                event: event.into(),
+                round: 1,
+                max_ms: ms,
+            });
+        }
+        let rep = build("6.12", "6.12.x", 3, true, res);
+        let find = |num: &str, den: &str, m: Metric| {
+            rep.ratios
+                .iter()
+                .find(|x| x.num == num && x.den == den && x.metric == m)
+                .unwrap()
+        };
+        let insn = find("interposed", "dm-linear", Metric::InsnPerIo);
+        assert!((insn.ratio.median - 1.01).abs() < 1e-9);
+        assert_eq!(insn.verdict(), Some(true));
+        let iops = find("interposed", "dm-linear", Metric::Iops);
+        assert!((iops.ratio.median - 0.99).abs() < 1e-9);
+        assert!(
+            iops.ratio.spread_pct < 1e-6,
+            "paired rounds cancel the drift"
+        );
+        assert_eq!(find("interposed", "raw", Metric::Iops).verdict(), None);
+        assert_eq!(
+            find("attach", "freeze", Metric::Stall).verdict(),
+            Some(true)
+        );
+        assert_eq!(
+            find("detach", "freeze", Metric::Stall).verdict(),
+            Some(false)
+        );
+        // no bystander samples: no bystander ratio
+        assert!(rep.ratios.iter().all(|x| x.num != "bystander"));
+        let text = render(&rep);
+        assert!(text.contains("interposed/dm-linear"), "{text}");
+        assert!(text.contains("MISS") && text.contains("PASS"), "{text}");
+        assert!(text.contains("targets: 3 PASS, 1 MISS"), "{text}");
+        assert_eq!(rep.cells.len(), 3);
+    }
+
+    #[test]
+    fn targets() {
+        assert!(Target::AtMost(1.02).met(1.02));
+        assert!(!Target::AtMost(1.02).met(1.03));
+        assert!(Target::AtLeast(0.98).met(0.99));
+        assert!(!Target::AtLeast(0.98).met(0.97));
+        assert_eq!(Target::AtLeast(0.98).text(), ">= 0.98");
+    }
+}
