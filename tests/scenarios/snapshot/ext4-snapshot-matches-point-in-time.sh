@@ -47,13 +47,7 @@ _log "snapshot create took $(echo "$_t0 $_t1" | awk '{ printf "%.2f", $2 - $1 }'
 [ "$(_snap_field bk /dev/vdb attached)" = true ] || _fail "/dev/vdb is not on its origin"
 
 # The origin moves on.
-for _i in 1 2 3 4 5 6; do
-	dd if=/dev/urandom of="/mnt/before/f$_i" bs=4k count=3 conv=fsync 2>/dev/null
-done
-rm /mnt/before/f7 /mnt/before/f8
-echo "written after the point in time" >/mnt/marker
-_fill_files /mnt/after 8
-sleep 2
+_origin_moves_on /mnt
 
 SNAP=/dev/mapper/bk-vdb-snap
 interposer snapshot ls

@@ -53,13 +53,7 @@ interposer snapshot create --name bkx --cow-file /tmp/bkx.cow --cow-size 64M /de
 [ "$(_snap_field bkx /dev/vdb state)" = valid ] || _fail "the snapshot is not valid right after create"
 losetup -a | grep -q /tmp/bkx.cow || _fail "no loop device on the COW file"
 
-for _i in 1 2 3 4 5 6; do
-	dd if=/dev/urandom of="/mnt/before/f$_i" bs=4k count=3 conv=fsync 2>/dev/null
-done
-rm /mnt/before/f7 /mnt/before/f8
-echo "written after the point in time" >/mnt/marker
-_fill_files /mnt/after 8
-sleep 2
+_origin_moves_on /mnt
 
 SNAP=/dev/mapper/bkx-vdb-snap
 interposer snapshot ls
