@@ -91,9 +91,6 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
             let to = to.map(|p| self.host.resolve(p)).transpose()?;
             resolved.push(Switch { dev, to });
         }
-        for m in &resolved {
-            self.refuse_suspended_interposer(m.dev)?;
-        }
         let mut lowers = Vec::with_capacity(resolved.len());
         let mut created = Vec::new();
         for m in &resolved {
@@ -110,7 +107,7 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
                 }
             }
         }
-        if let Err(e) = self.kernel.switch(&resolved) {
+        if let Err(e) = self.switch_devices(&resolved) {
             self.remove_lowers(&created);
             return Err(e);
         }
@@ -127,9 +124,19 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
             .collect())
     }
 
-    /// A switch away from a suspended dm interposer would wait for bios that
-    /// the suspended device holds (see `remove`).
-    fn refuse_suspended_interposer(&self, dev: DevNo) -> Result<()> {
+    /// The kernel's SWITCH, as every workflow asks for it: refused first
+    /// when a device would leave a suspended dm interposer.
+    pub(super) fn switch_devices(&self, moves: &[Switch]) -> Result<()> {
+        for m in moves {
+            self.refuse_suspended_interposer(m.dev)?;
+        }
+        self.kernel.switch(moves)
+    }
+
+    /// The module hands top-level bios to a dm interposer without a clone and
+    /// lets it go only once dm has finished them, which a suspended device
+    /// never does: refuse to move `dev` away from one.
+    pub(super) fn refuse_suspended_interposer(&self, dev: DevNo) -> Result<()> {
         let Ok(status) = self.kernel.status(dev) else {
             return Ok(()); // no lower device yet: nothing to switch away from
         };

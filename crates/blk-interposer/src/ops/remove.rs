@@ -54,11 +54,8 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
             .find_interposed(dm_dev)?
             .ok_or_else(|| Error::NotAnInterposer { name: name.into() })?;
         let dev = status.dev;
-        // The module hands top-level bios to a dm interposer without a
-        // clone and then waits for dm to finish them, which a suspended
-        // device never does.
-        if attached && self.dm.suspended(name)? {
-            return Err(Error::InterposerSuspended { name: name.into() });
+        if attached {
+            self.refuse_suspended_interposer(dev)?;
         }
         let detached = if attached {
             match self.kernel.detach(dev) {

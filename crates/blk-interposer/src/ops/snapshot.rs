@@ -511,7 +511,7 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
                 to: Some(origin),
             });
         }
-        self.kernel.switch(&moves)
+        self.switch_devices(&moves)
     }
 
     /// Create, load and resume one dm device of the group, with its node.
@@ -746,7 +746,7 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
             }
         }
         if !moves.is_empty() {
-            self.kernel.switch(&moves)?;
+            self.switch_devices(&moves)?;
         }
         let mut report = SnapshotRemoveReport {
             name: name.into(),

@@ -365,3 +365,14 @@ fn remove_refuses_a_suspended_interposer_before_detaching() {
     assert!(e.to_string().contains("dmsetup resume vdb-lin"), "{e}");
     assert!(changes(&m).is_empty(), "{:?}", changes(&m));
 }
+
+#[test]
+fn switch_refuses_to_move_a_device_off_a_suspended_interposer() {
+    let m = Mock::new().with_interposer("vdb-lin");
+    m.dms.borrow_mut()[0].2 = false; // dmsetup suspend vdb-lin
+    let e = ops(&m)
+        .switch(&[(Path::new("/dev/vdb"), None)])
+        .unwrap_err();
+    assert!(matches!(e, Error::InterposerSuspended { .. }), "{e:?}");
+    assert!(!changes(&m).iter().any(|c| c.starts_with("switch")));
+}
