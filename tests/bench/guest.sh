@@ -8,7 +8,8 @@
 # Parameters on the kernel command line: bench.rounds=N bench.ios=N (I/Os of one 4k job;
 # 1M jobs do N/4) bench.calib=N (insn-marker loop length) bench.cow=MiB (snapshot writes per
 # run) bench.stall=SECONDS (one writer run around an attach)
-# bench.parts=calib,matrix,snap,stall.
+# bench.parts=calib,matrix,snap,stall bench.profile=1 (hand over the kernel's symbols for
+# the plugin's profile: `cargo xtask bench --profile`).
 #
 # Jobs do a fixed number of I/Os, not a fixed time: on a busy host qemu is sometimes
 # descheduled for most of a second, and a time-based job then did a handful of I/Os whose
@@ -36,6 +37,7 @@ CALIB=$(_arg calib)
 COW=$(_arg cow)
 STALL=$(_arg stall)
 PARTS=$(_arg parts)
+PROFILE=$(_arg profile)
 : "${ROUNDS:=3}" "${IOS:=2048}" "${CALIB:=20000000}" "${COW:=8}" "${STALL:=3}"
 : "${PARTS:=calib,matrix,snap,stall}"
 
@@ -54,6 +56,16 @@ SEQ=0
 _dm_node() {
 	[ -b "/dev/mapper/$1" ] || dmsetup mknodes "$1"
 	[ -b "/dev/mapper/$1" ] || _fail "no /dev/mapper/$1"
+}
+
+# _ksyms: for a profile, the text symbols that attribute the addresses of the marked runs
+# from here on: the kernel's once, the modules' after every interposer create (a module
+# may load at another address each time, and the hook's ftrace trampoline, listed with
+# them, is made when the first lower device is).
+_ksyms() {
+	[ "$PROFILE" = 1 ] || return 0
+	[ -e "$OUT/ksyms" ] || grep ' [tT] ' /proc/kallsyms | grep -v '\[' >"$OUT/ksyms"
+	grep ' [tT] .*\[' /proc/kallsyms >"$OUT/modsyms-$((SEQ + 1))"
 }
 
 _part() {
@@ -142,6 +154,7 @@ _state_plain() {
 _state_attached() {
 	modprobe blk_interposer
 	echo "0 $(blockdev --getsz "$2") linear [interpose]$2 0" | interposer create bench-int >/dev/null
+	_ksyms
 	_timed matrix "$1" interposed "$4" "$2"
 	_timed matrix "$1" bystander "$4" "$3"
 	_r0=$(_counter "$2" redirected)
@@ -188,6 +201,7 @@ _snap_run() {
 		;;
 	snap-interposed)
 		echo "0 $_sz snapshot-origin [interpose]/dev/vdb" | interposer create bench-origin >/dev/null
+		_ksyms
 		dmsetup create bench-snap --table "0 $_sz snapshot /dev/interposer/vdb /dev/vdd P 8"
 		_target=/dev/vdb
 		;;

@@ -94,6 +94,11 @@ enum Task {
         /// Only these parts of the guest script: comma-separated calib,matrix,snap,stall.
         #[arg(long)]
         parts: Option<String>,
+        /// Also profile: instructions per I/O by guest function, for each configuration
+        /// against its reference (target/bench/KERNEL/profile.txt). Slower; try it with
+        /// `--parts matrix --rounds 1`.
+        #[arg(long)]
+        profile: bool,
     },
     /// What CI runs: setup, cargo fmt --check, clippy -D warnings, checkpatch --strict on kmod/,
     /// test --kernel all.
@@ -166,6 +171,7 @@ fn run(cli: Cli) -> Result<bool> {
             rounds,
             quick,
             parts,
+            profile,
         } => {
             setup::run()?;
             return bench::run(
@@ -175,6 +181,7 @@ fn run(cli: Cli) -> Result<bool> {
                     rounds,
                     quick,
                     parts,
+                    profile,
                 },
             );
         }

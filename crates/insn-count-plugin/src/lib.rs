@@ -21,10 +21,26 @@
 //! the rest of its own block (a few instructions, the same every time). Use with
 //! `-accel tcg,thread=single` for a deterministic interleaving of the vCPUs.
 //!
+//! With `profile=FILE` it also profiles: every translated block gets a second inline add, of
+//! its instruction count to its own slot (one slot per block start address), so at a stop
+//! marker the plugin knows how many instructions ran in each block since the start marker.
+//! It appends them to FILE as one record per marker pair,
+//!
+//! ```text
+//!   prof
+//!   ffffffff81234560 1234        block start address (hex), instructions executed there
+//!   ...
+//!   end
+//! ```
+//!
+//! and the host attributes the addresses to functions with the guest's /proc/kallsyms
+//! (`cargo xtask bench --profile`). It costs a second host add per executed block.
+//!
 //! The FFI below is written by hand from qemu's `include/qemu/qemu-plugin.h` (qemu does not
 //! ship the header in Debian); it needs plugin API version 3 (qemu 9.0) or newer: scoreboards,
 //! `..._tb_exec_inline_per_vcpu` and the copying `qemu_plugin_insn_data`.
 
+use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
 use std::fs::File;
 use std::io::Write;
@@ -114,6 +130,9 @@ unsafe extern "C" {
         userdata: *mut c_void,
     );
     fn qemu_plugin_u64_sum(entry: PluginU64) -> u64;
+    fn qemu_plugin_tb_vaddr(tb: *const Tb) -> u64;
+    fn qemu_plugin_scoreboard_find(score: *mut Scoreboard, vcpu_index: c_uint) -> *mut c_void;
+    fn qemu_plugin_num_vcpus() -> c_int;
     fn qemu_plugin_outs(string: *const c_char);
 }
 
@@ -123,6 +142,93 @@ pub static qemu_plugin_version: c_int = 3;
 
 static SCORE: AtomicPtr<Scoreboard> = AtomicPtr::new(std::ptr::null_mut());
 static OUT: Mutex<Option<File>> = Mutex::new(None);
+
+/// Profile slots: one u64 per distinct block start address. Slot 0 takes the blocks that
+/// found the table full (reported at address 0); a kernel profile needs some ten thousand.
+const SLOTS: usize = 1 << 20;
+static PROF_SCORE: AtomicPtr<Scoreboard> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Which slot each block start address counts in, and back.
+struct Profile {
+    out: File,
+    slot_of: HashMap<u64, usize>,
+    addr_of: Vec<u64>,
+}
+
+static PROFILE: Mutex<Option<Profile>> = Mutex::new(None);
+
+impl Profile {
+    fn new(out: File) -> Profile {
+        Profile {
+            out,
+            slot_of: HashMap::new(),
+            addr_of: vec![0],
+        }
+    }
+
+    /// The slot of the block at `vaddr`, allocated on first sight.
+    fn slot(&mut self, vaddr: u64) -> usize {
+        if let Some(&s) = self.slot_of.get(&vaddr) {
+            return s;
+        }
+        if self.addr_of.len() == SLOTS {
+            return 0;
+        }
+        self.addr_of.push(vaddr);
+        self.slot_of.insert(vaddr, self.addr_of.len() - 1);
+        self.addr_of.len() - 1
+    }
+
+    /// The record of one marker pair: the non-zero slots of `counts` (summed over vCPUs).
+    fn record(&self, counts: &[u64]) -> String {
+        let mut text = String::from("prof\n");
+        for (slot, &n) in counts.iter().enumerate().take(self.addr_of.len()) {
+            if n != 0 {
+                text.push_str(&format!("{:x} {n}\n", self.addr_of[slot]));
+            }
+        }
+        text.push_str("end\n");
+        text
+    }
+}
+
+/// Each vCPU's profile slots, as a slice.
+///
+/// # Safety
+/// The profile scoreboard must exist, and no vCPU may run meanwhile (markers run with
+/// `thread=single`, so the callback's vCPU is the only one running).
+unsafe fn prof_slots(vcpu: c_uint) -> &'static mut [u64] {
+    // SAFETY: the caller's contract; an entry is SLOTS u64s.
+    unsafe {
+        let p = qemu_plugin_scoreboard_find(PROF_SCORE.load(Ordering::Relaxed), vcpu);
+        std::slice::from_raw_parts_mut(p.cast::<u64>(), SLOTS)
+    }
+}
+
+/// At a start marker: zero the slots. At a stop marker: write them out.
+fn on_profile_marker(kind: u8) {
+    let mut guard = PROFILE.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(prof) = guard.as_mut() else { return };
+    // SAFETY: plain API call.
+    let vcpus = unsafe { qemu_plugin_num_vcpus() }.max(1) as c_uint;
+    if kind == START {
+        for v in 0..vcpus {
+            // SAFETY: profiling is on, so the scoreboard exists; see prof_slots.
+            unsafe { prof_slots(v) }.fill(0);
+        }
+        return;
+    }
+    let mut sum = vec![0u64; prof.addr_of.len()];
+    for v in 0..vcpus {
+        // SAFETY: as above.
+        let slots = unsafe { prof_slots(v) };
+        for (s, n) in sum.iter_mut().zip(slots.iter()) {
+            *s += n;
+        }
+    }
+    let text = prof.record(&sum);
+    let _ = prof.out.write_all(text.as_bytes());
+}
 
 fn counter() -> PluginU64 {
     PluginU64 {
@@ -150,7 +256,9 @@ fn emit(line: &str) {
 unsafe extern "C" fn on_marker(_vcpu: c_uint, userdata: *mut c_void) {
     // SAFETY: the scoreboard lives as long as qemu (never freed).
     let count = unsafe { qemu_plugin_u64_sum(counter()) };
-    emit(&marker_line(userdata as usize as u8, count));
+    let kind = userdata as usize as u8;
+    emit(&marker_line(kind, count));
+    on_profile_marker(kind);
 }
 
 unsafe extern "C" fn on_translate(_id: PluginId, tb: *mut Tb) {
@@ -159,6 +267,15 @@ unsafe extern "C" fn on_translate(_id: PluginId, tb: *mut Tb) {
     unsafe {
         let n = qemu_plugin_tb_n_insns(tb);
         qemu_plugin_register_vcpu_tb_exec_inline_per_vcpu(tb, INLINE_ADD_U64, counter(), n as u64);
+        let mut guard = PROFILE.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(prof) = guard.as_mut() {
+            let entry = PluginU64 {
+                score: PROF_SCORE.load(Ordering::Relaxed),
+                offset: prof.slot(qemu_plugin_tb_vaddr(tb)) * 8,
+            };
+            qemu_plugin_register_vcpu_tb_exec_inline_per_vcpu(tb, INLINE_ADD_U64, entry, n as u64);
+        }
+        drop(guard);
         for i in 0..n {
             let insn = qemu_plugin_tb_get_insn(tb, i);
             if qemu_plugin_insn_size(insn) != MARKER.len() {
@@ -200,9 +317,16 @@ pub unsafe extern "C" fn qemu_plugin_install(
                     return -1;
                 }
             },
+            Some(("profile", path)) => match File::create(path) {
+                Ok(f) => *PROFILE.lock().unwrap_or_else(|e| e.into_inner()) = Some(Profile::new(f)),
+                Err(e) => {
+                    emit(&format!("insn-count: cannot create {path}: {e}\n"));
+                    return -1;
+                }
+            },
             _ => {
                 emit(&format!(
-                    "insn-count: unknown argument {arg} (want out=FILE)\n"
+                    "insn-count: unknown argument {arg} (want out=FILE or profile=FILE)\n"
                 ));
                 return -1;
             }
@@ -211,6 +335,9 @@ pub unsafe extern "C" fn qemu_plugin_install(
     // SAFETY: plain API calls during install, as the API intends.
     unsafe {
         SCORE.store(qemu_plugin_scoreboard_new(8), Ordering::Relaxed);
+        if PROFILE.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+            PROF_SCORE.store(qemu_plugin_scoreboard_new(SLOTS * 8), Ordering::Relaxed);
+        }
         qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);
     }
     0
@@ -236,5 +363,26 @@ mod tests {
         assert_eq!(marker_kind(&[0x0f, 0x1f, 0x80, 1, 0, 0x1b]), None);
         assert_eq!(marker_line(START, 42), "start 42\n");
         assert_eq!(marker_line(STOP, 7), "stop 7\n");
+    }
+
+    #[test]
+    fn profile_slots_are_stable_and_records_skip_zeros() {
+        let mut p = Profile::new(tempfile());
+        assert_eq!(p.slot(0xffff_1000), 1);
+        assert_eq!(p.slot(0x4000), 2);
+        assert_eq!(
+            p.slot(0xffff_1000),
+            1,
+            "a retranslated block keeps its slot"
+        );
+        assert_eq!(p.record(&[0, 5, 0]), "prof\nffff1000 5\nend\n");
+        assert_eq!(p.record(&[3, 0, 7]), "prof\n0 3\n4000 7\nend\n");
+    }
+
+    fn tempfile() -> File {
+        let path = std::env::temp_dir().join(format!("insn-prof-{}", std::process::id()));
+        let f = File::create(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        f
     }
 }

@@ -17,6 +17,7 @@
 //! ratios are taken within a round; instructions per I/O are the stable figure.
 //! The bench fails only on errors; a missed target is printed as MISS.
 
+mod profile;
 mod report;
 mod run;
 mod svg;
@@ -39,6 +40,8 @@ pub struct Options {
     pub quick: bool,
     /// Parts of the guest script to run (calib,matrix,snap,stall).
     pub parts: Option<String>,
+    /// Profile by guest function too (plugin `profile=`, guest `bench.profile=1`).
+    pub profile: bool,
 }
 
 /// The guest's knobs, from --quick or the defaults.
@@ -79,7 +82,7 @@ impl Params {
         p
     }
 
-    fn append(&self, parts: Option<&str>) -> Vec<String> {
+    fn append(&self, parts: Option<&str>, profile: bool) -> Vec<String> {
         let mut v = vec![
             "scenario=../bench/guest.sh".to_string(),
             format!("bench.rounds={}", self.rounds),
@@ -90,6 +93,9 @@ impl Params {
         ];
         if let Some(p) = parts {
             v.push(format!("bench.parts={p}"));
+        }
+        if profile {
+            v.push("bench.profile=1".into());
         }
         v
     }
@@ -108,9 +114,9 @@ pub fn run(root: &Path, opts: &Options) -> Result<bool> {
     let cli = initramfs::build_cli(root)?;
     for k in &kernels {
         let initrd = test::prepare(root, k, cli.as_deref())?;
-        let report = bench_one(root, k, &initrd, &plugin, &params, opts)?;
         let out = root.join("target/bench").join(&k.alias);
         fs::create_dir_all(&out)?;
+        let report = bench_one(root, k, &initrd, &plugin, &params, opts, &out)?;
         let table = report::render(&report);
         print!("{table}");
         fs::write(out.join("table.txt"), &table)?;
@@ -134,11 +140,18 @@ fn bench_one(
     plugin: &Path,
     params: &Params,
     opts: &Options,
+    out_dir: &Path,
 ) -> Result<report::Report> {
     let dir = test::run_dir(root, k, "bench");
     let markers = dir.join("markers.txt");
+    let prof = dir.join("profile.txt");
     let _ = fs::remove_file(&markers);
+    let _ = fs::remove_file(&prof);
     fs::create_dir_all(&dir)?;
+    let mut plugin_arg = format!("{},out={}", plugin.display(), markers.display());
+    if opts.profile {
+        plugin_arg.push_str(&format!(",profile={}", prof.display()));
+    }
     let cfg = VmConfig {
         kernel: k,
         initramfs: initrd,
@@ -151,11 +164,8 @@ fn bench_one(
         extra: QemuExtra {
             accel: Some("tcg,thread=single".into()),
             smp: Some(1),
-            append: params.append(opts.parts.as_deref()),
-            args: vec![
-                "-plugin".into(),
-                format!("{},out={}", plugin.display(), markers.display()),
-            ],
+            append: params.append(opts.parts.as_deref(), opts.profile),
+            args: vec!["-plugin".into(), plugin_arg],
         },
     };
     println!(
@@ -180,6 +190,17 @@ fn bench_one(
     let marker_text = fs::read_to_string(&markers)
         .with_context(|| format!("reading {} (did the plugin load?)", markers.display()))?;
     let results = run::assemble(&sections, &marker_text)?;
+    if opts.profile {
+        let text = fs::read_to_string(&prof)
+            .with_context(|| format!("reading the profile {}", prof.display()))?;
+        let table = profile::report(&sections, &results, &text)?;
+        print!("{table}");
+        fs::write(out_dir.join("profile.txt"), &table)?;
+        println!(
+            "bench: profile in {}",
+            out_dir.join("profile.txt").display()
+        );
+    }
     Ok(report::build(
         &k.alias,
         &k.release,

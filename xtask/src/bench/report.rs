@@ -487,6 +487,8 @@ mod tests {
             insns,
             tare: 0,
             file: String::new(),
+            seq: 0,
+            tare_seq: 0,
         }
     }
 

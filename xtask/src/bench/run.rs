@@ -26,6 +26,10 @@ pub struct Sample {
     pub tare: u64,
     /// The fio JSON the figures come from.
     pub file: String,
+    /// Position in marker order (1-based): the index of its profile record.
+    pub seq: usize,
+    /// The `seq` of its tare.
+    pub tare_seq: usize,
 }
 
 impl Sample {
@@ -207,6 +211,8 @@ pub fn assemble(sections: &BTreeMap<String, String>, markers: &str) -> Result<Re
                     insns: span(seq)?,
                     tare: 0,
                     file: file.into(),
+                    seq: seq.parse()?,
+                    tare_seq: 0,
                 });
             }
             ["-", "stall", event, round, file] => res.stalls.push(Stall {
@@ -222,15 +228,15 @@ pub fn assemble(sections: &BTreeMap<String, String>, markers: &str) -> Result<Re
         "{marked} marked runs but {} marker pairs: they cannot be paired",
         spans.len()
     );
-    let tares: BTreeMap<String, u64> = res
+    let tares: BTreeMap<String, (u64, usize)> = res
         .samples
         .iter()
         .filter(|s| s.workload == TARE)
-        .map(|s| (s.file.clone(), s.insns))
+        .map(|s| (s.file.clone(), (s.insns, s.seq)))
         .collect();
     res.samples.retain(|s| s.workload != TARE);
     for s in &mut res.samples {
-        s.tare = tares.get(&s.file).copied().unwrap_or(0);
+        (s.tare, s.tare_seq) = tares.get(&s.file).copied().unwrap_or((0, 0));
     }
     Ok(res)
 }
