@@ -183,13 +183,7 @@ static int interposer_switch_prepare(struct interposer_move *mv, unsigned int n,
 		ret = interposer_check_target(mv[i].ipd, mv[i].target.bdev, mv, n);
 		if (ret)
 			return ret;
-		/* The slot a new attachment fills, so that publishing cannot fail. */
-		if (!mv[i].ipd->target.bdev) {
-			ret = xa_reserve(&interposer_active, mv[i].ipd->dev, GFP_KERNEL);
-			if (ret)
-				return ret;
-			mv[i].reserved = true;
-		}
+		interposer_published_wait(mv[i].ipd);
 	}
 	return 0;
 }
@@ -202,8 +196,6 @@ static void interposer_switch_abandon(struct interposer_move *mv, unsigned int n
 	for (i = 0; i < n; i++) {
 		if (mv[i].frozen)
 			interposer_thaw_logged(mv[i].ipd);
-		if (mv[i].reserved)
-			xa_release(&interposer_active, mv[i].ipd->dev);
 		if (mv[i].target_md)
 			dm_put(mv[i].target_md);
 		interposer_bdev_close(&mv[i].target);
@@ -223,13 +215,13 @@ static void interposer_switch_one(struct interposer_move *mv)
 	mv->target = (struct interposer_bdev){};
 	mv->target_md = NULL;
 	if (!ipd->target.bdev) {
-		xa_erase(&interposer_active, ipd->dev);
+		interposer_unpublish(ipd);
 		return;
 	}
-	xa_store(&interposer_active, ipd->dev, ipd, GFP_NOWAIT);
 	ipd->attaches++;
 	if (attached)
 		return;
+	interposer_publish(ipd);
 	/* Requests issued straight to the device before the switch end first. */
 	blk_mq_freeze_queue(bdev_get_queue(ipd->orig.bdev));
 	blk_mq_unfreeze_queue(bdev_get_queue(ipd->orig.bdev));

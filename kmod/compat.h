@@ -145,11 +145,18 @@ void dm_internal_resume_fast(struct mapped_device *md);
 #else
 #define interposer_set_ip(fregs, ip) ftrace_instruction_pointer_set(fregs, ip)
 #endif
-#ifdef ftrace_regs_get_argument
-#define interposer_first_arg(fregs) ftrace_regs_get_argument(fregs, 0)
+/*
+ * The hooked function's arguments, as the trampoline saved them; it restores
+ * them before it jumps to the instruction pointer (so a callback can hand the
+ * function it redirects to a second argument).  x86-64 only, like the hook.
+ */
+#ifdef arch_ftrace_regs
+#define interposer_arg_regs(fregs) (&arch_ftrace_regs(fregs)->regs)
 #else
-/* x86-64 before 6.7: struct ftrace_regs wraps the pt_regs of the call. */
-#define interposer_first_arg(fregs) ((fregs)->regs.di)
+/* Without arch_ftrace_regs() (6.1): struct ftrace_regs wraps pt_regs. */
+#define interposer_arg_regs(fregs) (&(fregs)->regs)
 #endif
+#define interposer_first_arg(fregs) (interposer_arg_regs(fregs)->di)
+#define interposer_set_second_arg(fregs, v) (interposer_arg_regs(fregs)->si = (v))
 
 #endif /* INTERPOSER_COMPAT_H */

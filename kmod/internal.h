@@ -4,7 +4,7 @@
  *
  * One struct interposer_dev exists for each device that has a lower device
  * (LOWER_CREATE .. LOWER_REMOVE).  While it is attached it is also published
- * in interposer_active, which is all the bio hook looks at.
+ * in the hook's hash of active devices, which is all the bio hook looks at.
  */
 #ifndef INTERPOSER_INTERNAL_H
 #define INTERPOSER_INTERNAL_H
@@ -17,7 +17,6 @@
 #include <linux/refcount.h>
 #include <linux/wait.h>
 #include <linux/workqueue.h>
-#include <linux/xarray.h>
 
 #include <uapi/blk_interposer.h>
 #include "compat.h"
@@ -59,6 +58,8 @@ struct interposer_dev {
 	u64 attaches;
 	struct interposer_stats __percpu *stats;
 	refcount_t users;		/* registry + sleepers in the hook */
+	struct hlist_node active;	/* in the hook's hash while attached */
+	unsigned long unpublished;	/* RCU state when it last left it */
 	struct list_head node;		/* interposer_devs, under interposer_mutex */
 };
 
@@ -78,11 +79,13 @@ struct interposer_dev *interposer_dev_create(dev_t dev);
 int interposer_dev_destroy(struct interposer_dev *ipd);
 
 /* hook.c: the ftrace redirect of submit_bio_noacct() */
-extern struct xarray interposer_active;
+void interposer_publish(struct interposer_dev *ipd);
+void interposer_unpublish(struct interposer_dev *ipd);
+void interposer_published_wait(struct interposer_dev *ipd);
 int interposer_hook_get(void);
 void interposer_hook_put(void);
 void interposer_hook_exit(void);
-void interposer_hook_submit(struct bio *bio);
+void interposer_hook_submit(struct bio *bio, struct interposer_dev *held);
 void interposer_resubmit_work(struct work_struct *work);
 
 /* lower.c: the device beneath the interposer */
@@ -104,7 +107,6 @@ struct interposer_move {
 	struct mapped_device *target_md;	/* @to's, if remapped to */
 	struct interposer_bdev old;	/* the target it replaced */
 	struct mapped_device *old_md;
-	bool reserved;			/* a slot in interposer_active waits */
 	bool frozen;
 };
 
