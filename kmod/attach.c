@@ -9,9 +9,17 @@
  *   freeze the filesystems  their own sync I/O still passes the open gates
  *   close the gates         new bios wait (or park, or get EAGAIN)
  *   drain                   redirected bios in flight to old targets end
+ *   freeze the queues       of devices attached for the first time: the
+ *                           requests issued to them directly end first
  *   switch                  publish, replace or withdraw each target
- *   open the gates          waiting and parked bios go to the new place
+ *   open gates and queues   waiting and parked bios go to the new place
  *   thaw
+ *
+ * A device attached for the first time is not published yet, so no bio holds
+ * its gate: it needs only its queue frozen, which keeps the bios that reach
+ * it from the new interposer waiting until the direct ones have ended.  Each
+ * percpu_ref kill (a gate, a queue) waits for an RCU grace period, which the
+ * writers of a frozen filesystem wait out too.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -165,6 +173,7 @@ static int interposer_switch_prepare(struct interposer_move *mv, unsigned int n,
 		*failed = i;
 		if (!mv[i].to && !attached)
 			return -ENOENT;
+		mv[i].attach = !attached;
 		if (mv[i].to && test_bit(GD_DEAD, &ipd->orig.bdev->bd_disk->state))
 			return -ENODEV;
 		if (!mv[i].to)
@@ -222,9 +231,6 @@ static void interposer_switch_one(struct interposer_move *mv)
 	if (attached)
 		return;
 	interposer_publish(ipd);
-	/* Requests issued straight to the device before the switch end first. */
-	blk_mq_freeze_queue(bdev_get_queue(ipd->orig.bdev));
-	blk_mq_unfreeze_queue(bdev_get_queue(ipd->orig.bdev));
 	__module_get(THIS_MODULE);	/* dropped by the detach */
 }
 
@@ -257,6 +263,32 @@ static void interposer_switch_done(struct interposer_move *mv)
 	interposer_bdev_close(&mv->old);
 }
 
+static struct request_queue *interposer_queue(struct interposer_move *mv)
+{
+	return bdev_get_queue(mv->ipd->orig.bdev);
+}
+
+static int interposer_queue_wait(struct interposer_move *mv, unsigned long deadline)
+{
+	long left = max_t(long, (long)(deadline - jiffies), 1);
+
+	return blk_mq_freeze_queue_wait_timeout(interposer_queue(mv), left) > 0 ?
+	       0 : -ETIMEDOUT;
+}
+
+/* Open what the switch closed: the gates it killed, the queues it froze. */
+static void interposer_switch_open(struct interposer_move *mv, unsigned int n)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		if (!mv[i].attach)
+			interposer_gate_open(mv[i].ipd);
+		else if (mv[i].queue_frozen)
+			blk_mq_unfreeze_queue(interposer_queue(&mv[i]));
+	}
+}
+
 /*
  * Switch the devices of @mv (distinct, each with a lower device) to their
  * targets @mv[i].to (0: detach), all at one point in time, or change none.
@@ -264,6 +296,7 @@ static void interposer_switch_done(struct interposer_move *mv)
  */
 int interposer_switch(struct interposer_move *mv, unsigned int n, unsigned int *failed)
 {
+	ktime_t t_start = ktime_get(), t_prepared, t_freeze, t_drain, t_open, t_thaw;
 	unsigned long deadline;
 	unsigned int i;
 	int ret;
@@ -272,6 +305,7 @@ int interposer_switch(struct interposer_move *mv, unsigned int n, unsigned int *
 	ret = interposer_switch_prepare(mv, n, failed);
 	if (ret)
 		goto abandon;
+	t_prepared = ktime_get();
 
 	for (i = 0; i < n; i++) {
 		/* An unplugged device has no filesystem left to freeze. */
@@ -286,32 +320,61 @@ int interposer_switch(struct interposer_move *mv, unsigned int n, unsigned int *
 		mv[i].frozen = true;
 	}
 
+	t_freeze = ktime_get();
 	for (i = 0; i < n; i++)
-		interposer_gate_kill(mv[i].ipd);
+		if (!mv[i].attach)
+			interposer_gate_kill(mv[i].ipd);
 	deadline = jiffies + msecs_to_jiffies(switch_timeout_ms);
 	for (i = 0; i < n && !ret; i++) {
 		*failed = i;
-		ret = interposer_gate_wait(mv[i].ipd, deadline);
+		if (!mv[i].attach)
+			ret = interposer_gate_wait(mv[i].ipd, deadline);
 	}
 	if (ret) {
 		pr_err("%pg: in-flight I/O to %pg did not drain; is it suspended?\n",
 		       mv[*failed].ipd->orig.bdev, mv[*failed].ipd->target.bdev);
-		for (i = 0; i < n; i++)
-			interposer_gate_open(mv[i].ipd);
-		goto abandon;
+		goto open;
 	}
+	/* After the drains: an old interposer may sit on a device frozen here. */
+	for (i = 0; i < n; i++) {
+		if (mv[i].attach) {
+			blk_freeze_queue_start(interposer_queue(&mv[i]));
+			mv[i].queue_frozen = true;
+		}
+	}
+	for (i = 0; i < n && !ret; i++) {
+		*failed = i;
+		if (mv[i].attach)
+			ret = interposer_queue_wait(&mv[i], deadline);
+	}
+	if (ret) {
+		pr_err("%pg: requests in flight did not end; is it suspended?\n",
+		       mv[*failed].ipd->orig.bdev);
+		goto open;
+	}
+	t_drain = ktime_get();
 
 	for (i = 0; i < n; i++)
 		interposer_switch_one(&mv[i]);
-	for (i = 0; i < n; i++)
-		interposer_gate_open(mv[i].ipd);
+	interposer_switch_open(mv, n);
+	t_open = ktime_get();
 	for (i = 0; i < n; i++)
 		if (mv[i].frozen)
 			interposer_thaw_logged(mv[i].ipd);
+	t_thaw = ktime_get();
 	for (i = 0; i < n; i++)
 		interposer_switch_done(&mv[i]);
+	pr_debug("switch of %u: prepare %lld us, freeze fs %lld us, drain %lld us, switch %lld us, thaw %lld us, release %lld us\n",
+		 n, ktime_us_delta(t_prepared, t_start),
+		 ktime_us_delta(t_freeze, t_prepared),
+		 ktime_us_delta(t_drain, t_freeze),
+		 ktime_us_delta(t_open, t_drain),
+		 ktime_us_delta(t_thaw, t_open),
+		 ktime_us_delta(ktime_get(), t_thaw));
 	return 0;
 
+open:
+	interposer_switch_open(mv, n);
 abandon:
 	interposer_switch_abandon(mv, n);
 	return ret;

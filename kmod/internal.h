@@ -107,7 +107,9 @@ struct interposer_move {
 	struct mapped_device *target_md;	/* @to's, if remapped to */
 	struct interposer_bdev old;	/* the target it replaced */
 	struct mapped_device *old_md;
-	bool frozen;
+	bool attach;			/* first attach: not published before */
+	bool frozen;			/* its filesystem */
+	bool queue_frozen;		/* its request queue (first attach) */
 };
 
 int interposer_switch(struct interposer_move *mv, unsigned int n, unsigned int *failed);
