@@ -6,6 +6,7 @@
  * next step starts, so that several devices share one point in time:
  *
  *   open and check targets  nothing has changed yet if one is wrong
+ *   refs to atomic mode     the grace period a kill needs starts now
  *   freeze the filesystems  their own sync I/O still passes the open gates
  *   close the gates         new bios wait (or park, or get EAGAIN)
  *   drain                   redirected bios in flight to old targets end
@@ -18,8 +19,9 @@
  * A device attached for the first time is not published yet, so no bio holds
  * its gate: it needs only its queue frozen, which keeps the bios that reach
  * it from the new interposer waiting until the direct ones have ended.  Each
- * percpu_ref kill (a gate, a queue) waits for an RCU grace period, which the
- * writers of a frozen filesystem wait out too.
+ * percpu_ref kill (a gate, a queue) needs an RCU grace period; the switch
+ * starts it before the filesystems freeze, so that their writers do not wait
+ * it out on top of the freeze.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -276,6 +278,40 @@ static int interposer_queue_wait(struct interposer_move *mv, unsigned long deadl
 	       0 : -ETIMEDOUT;
 }
 
+/* The percpu_ref that the switch of @mv kills: its gate, or its queue's. */
+static struct percpu_ref *interposer_switch_ref(struct interposer_move *mv)
+{
+	return mv->attach ? &interposer_queue(mv)->q_usage_counter : &mv->ipd->gate;
+}
+
+/*
+ * Killing a percpu_ref switches it to atomic mode, which waits for an RCU
+ * grace period.  Started before the filesystems freeze, that wait passes
+ * while they do, instead of after, when their writers would wait it out
+ * too.  The refs work in atomic mode meanwhile (one shared counter).
+ */
+static void interposer_switch_atomic(struct interposer_move *mv, unsigned int n)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		percpu_ref_switch_to_atomic(interposer_switch_ref(&mv[i]), NULL);
+		mv[i].atomic = true;
+	}
+}
+
+/* Back to per-cpu mode once killed refs are alive again (or never died). */
+static void interposer_switch_percpu(struct interposer_move *mv, unsigned int n)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		if (mv[i].atomic)
+			percpu_ref_switch_to_percpu(interposer_switch_ref(&mv[i]));
+		mv[i].atomic = false;
+	}
+}
+
 /* Open what the switch closed: the gates it killed, the queues it froze. */
 static void interposer_switch_open(struct interposer_move *mv, unsigned int n)
 {
@@ -307,6 +343,7 @@ int interposer_switch(struct interposer_move *mv, unsigned int n, unsigned int *
 		goto abandon;
 	t_prepared = ktime_get();
 
+	interposer_switch_atomic(mv, n);
 	for (i = 0; i < n; i++) {
 		/* An unplugged device has no filesystem left to freeze. */
 		if (test_bit(GD_DEAD, &mv[i].ipd->orig.bdev->bd_disk->state))
@@ -357,6 +394,7 @@ int interposer_switch(struct interposer_move *mv, unsigned int n, unsigned int *
 	for (i = 0; i < n; i++)
 		interposer_switch_one(&mv[i]);
 	interposer_switch_open(mv, n);
+	interposer_switch_percpu(mv, n);
 	t_open = ktime_get();
 	for (i = 0; i < n; i++)
 		if (mv[i].frozen)
@@ -376,6 +414,7 @@ int interposer_switch(struct interposer_move *mv, unsigned int n, unsigned int *
 open:
 	interposer_switch_open(mv, n);
 abandon:
+	interposer_switch_percpu(mv, n);
 	interposer_switch_abandon(mv, n);
 	return ret;
 }

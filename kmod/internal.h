@@ -110,6 +110,7 @@ struct interposer_move {
 	bool attach;			/* first attach: not published before */
 	bool frozen;			/* its filesystem */
 	bool queue_frozen;		/* its request queue (first attach) */
+	bool atomic;			/* the ref it kills, switched early */
 };
 
 int interposer_switch(struct interposer_move *mv, unsigned int n, unsigned int *failed);
