@@ -4,8 +4,8 @@
  *
  * The callback runs for every bio in the system while the hook is registered,
  * so it is short: it looks the bio's device up in a small hash of attached
- * devices and, for an interposed one, takes a reference on its gate and moves
- * the instruction pointer to interposer_hook_submit().
+ * and lower devices and, for an interposed one, takes a reference on its
+ * gate and moves the instruction pointer to interposer_hook_submit().
  * That function may sleep; it calls submit_bio_noacct() again for the bios
  * it passes on, and the callback lets those through because their device is
  * not interposed (a clone aimed at the interposer) or because they carry
@@ -34,13 +34,14 @@
 #include "internal.h"
 
 /*
- * The attached devices, hashed by the block_device we opened (a disk that was
- * unplugged while attached can come back with the same dev_t, but only our
- * block_device is ours).  This is what every bio in the system is looked up
- * in: for a device that is not interposed it costs a multiply and a load or
- * two, where an xarray keyed by dev_t walked five levels deep (about 180
- * instructions per bio, measured with `cargo xtask bench --profile`).
- * Writers hold interposer_mutex; readers use RCU.
+ * The block_devices the hook acts on, hashed by pointer: attached devices
+ * (by the block_device we opened: a disk that was unplugged while attached
+ * can come back with the same dev_t, but only our block_device is ours) and
+ * lower devices.  Every bio in the system is looked up here; for any other
+ * device the callback finds an empty bucket, which costs a multiply, a load
+ * and a test.  An xarray keyed by dev_t walked five levels deep instead
+ * (about 180 instructions per bio, measured with `cargo xtask bench
+ * --profile`).  Writers hold interposer_mutex; readers use RCU.
  */
 #define INTERPOSER_ACTIVE_BITS 6
 static struct hlist_head interposer_active[1 << INTERPOSER_ACTIVE_BITS];
@@ -53,12 +54,29 @@ static __always_inline struct hlist_head *interposer_bucket(struct block_device 
 /* The attached device @bdev is, or NULL; under RCU (any flavour). */
 static __always_inline struct interposer_dev *interposer_lookup(struct block_device *bdev)
 {
-	struct interposer_dev *ipd;
+	struct interposer_hnode *hn;
 
-	hlist_for_each_entry_rcu(ipd, interposer_bucket(bdev), active)
-		if (ipd->orig.bdev == bdev)
-			return ipd;
+	hlist_for_each_entry_rcu(hn, interposer_bucket(bdev), node)
+		if (hn->bdev == bdev)
+			return hn->ipd;
 	return NULL;
+}
+
+/* @ipd NULL: @bdev is a lower device, which the callback remaps. */
+void interposer_hash_add(struct interposer_hnode *hn, struct block_device *bdev,
+			 struct interposer_dev *ipd)
+{
+	lockdep_assert_held(&interposer_mutex);
+	hn->bdev = bdev;
+	hn->ipd = ipd;
+	hlist_add_head_rcu(&hn->node, interposer_bucket(bdev));
+}
+
+/* Readers may still see @hn until an RCU grace period has passed. */
+void interposer_hash_del(struct interposer_hnode *hn)
+{
+	lockdep_assert_held(&interposer_mutex);
+	hlist_del_rcu(&hn->node);
 }
 
 /*
@@ -67,14 +85,12 @@ static __always_inline struct interposer_dev *interposer_lookup(struct block_dev
  */
 void interposer_publish(struct interposer_dev *ipd)
 {
-	lockdep_assert_held(&interposer_mutex);
-	hlist_add_head_rcu(&ipd->active, interposer_bucket(ipd->orig.bdev));
+	interposer_hash_add(&ipd->active, ipd->orig.bdev, ipd);
 }
 
 void interposer_unpublish(struct interposer_dev *ipd)
 {
-	lockdep_assert_held(&interposer_mutex);
-	hlist_del_rcu(&ipd->active);
+	interposer_hash_del(&ipd->active);
 	ipd->unpublished = get_state_synchronize_rcu();
 }
 
@@ -228,14 +244,29 @@ void interposer_resubmit_work(struct work_struct *work)
 }
 
 /*
- * The bio's device hashed to a bucket that holds an attached device.  Out of
- * line, so that the callback's common path needs no stack frame.
+ * The bio's device hashed to a bucket that holds an attached or a lower
+ * device.  Out of line, so that the callback's common path needs no stack
+ * frame.
  */
 static noinline void notrace interposer_ftrace_bucket(struct ftrace_regs *fregs,
-						      struct block_device *bdev)
+						      struct bio *bio)
 {
+	struct block_device *bdev = bio->bi_bdev;
 	struct interposer_dev *ipd;
 
+	/*
+	 * BIO_REMAPPED: the sector is already on the whole disk's range.  The
+	 * lower device sends its bios down that way, and a remainder split off
+	 * a bio that went to a partition before the attach must finish the way
+	 * it started.
+	 */
+	if (bio_flagged(bio, BIO_REMAPPED))
+		return;
+	if (interposer_is_lower_disk(bdev->bd_disk)) {
+		/* Remapped here, it skips a pass through the lower disk. */
+		interposer_lower_remap(bio);
+		return;
+	}
 	rcu_read_lock();
 	ipd = interposer_lookup(bdev);
 	if (ipd) {
@@ -257,24 +288,10 @@ static void notrace interposer_ftrace(unsigned long ip, unsigned long parent_ip,
 				      struct ftrace_regs *fregs)
 {
 	struct bio *bio = (struct bio *)interposer_first_arg(fregs);
-	struct block_device *bdev = bio->bi_bdev;
 
-	/*
-	 * BIO_REMAPPED: the sector is already on the whole disk's range.  The
-	 * lower device sends its bios down that way, and a remainder split off
-	 * a bio that went to a partition before the attach must finish the way
-	 * it started.
-	 */
-	if (bio_flagged(bio, BIO_REMAPPED))
-		return;
-	if (interposer_is_lower_disk(bdev->bd_disk)) {
-		/* Remapped here, it skips a pass through the lower disk. */
-		interposer_lower_remap(bio);
-		return;
-	}
-	/* Most bios: a device that is not interposed, an empty bucket. */
-	if (unlikely(!hlist_empty(interposer_bucket(bdev))))
-		interposer_ftrace_bucket(fregs, bdev);
+	/* Most bios: a device that is neither attached nor lower. */
+	if (unlikely(!hlist_empty(interposer_bucket(bio->bi_bdev))))
+		interposer_ftrace_bucket(fregs, bio);
 }
 
 static struct ftrace_ops interposer_ftrace_ops = {

@@ -27,6 +27,13 @@ struct interposer_stats {
 	u64 deferred;
 };
 
+/* An entry of the hook's hash (hook.c). */
+struct interposer_hnode {
+	struct hlist_node node;
+	struct block_device *bdev;
+	struct interposer_dev *ipd;	/* NULL: @bdev is a lower device */
+};
+
 struct interposer_dev {
 	dev_t dev;			/* the interposed (original) device */
 	struct interposer_bdev orig;	/* opened by us, never claimed */
@@ -58,7 +65,8 @@ struct interposer_dev {
 	u64 attaches;
 	struct interposer_stats __percpu *stats;
 	refcount_t users;		/* registry + sleepers in the hook */
-	struct hlist_node active;	/* in the hook's hash while attached */
+	struct interposer_hnode active;	/* in the hook's hash while attached */
+	struct interposer_hnode lower_active;	/* @lower's, while it exists */
 	unsigned long unpublished;	/* RCU state when it last left it */
 	struct list_head node;		/* interposer_devs, under interposer_mutex */
 };
@@ -79,6 +87,9 @@ struct interposer_dev *interposer_dev_create(dev_t dev);
 int interposer_dev_destroy(struct interposer_dev *ipd);
 
 /* hook.c: the ftrace redirect of submit_bio_noacct() */
+void interposer_hash_add(struct interposer_hnode *hn, struct block_device *bdev,
+			 struct interposer_dev *ipd);
+void interposer_hash_del(struct interposer_hnode *hn);
 void interposer_publish(struct interposer_dev *ipd);
 void interposer_unpublish(struct interposer_dev *ipd);
 void interposer_published_wait(struct interposer_dev *ipd);

@@ -83,6 +83,8 @@ int interposer_lower_create(struct interposer_dev *ipd)
 		return ret;
 	}
 	ipd->lower = disk;
+	/* From now on the hook remaps bios aimed at it as they are submitted. */
+	interposer_hash_add(&ipd->lower_active, disk->part0, NULL);
 	return 0;
 }
 
@@ -99,6 +101,8 @@ int interposer_lower_remove(struct interposer_dev *ipd)
 	WRITE_ONCE(ipd->removing, true);
 	mutex_unlock(&disk->open_mutex);
 
+	/* The registry waits for an RCU grace period before it frees @ipd. */
+	interposer_hash_del(&ipd->lower_active);
 	del_gendisk(disk);
 	put_disk(disk);
 	ipd->lower = NULL;
