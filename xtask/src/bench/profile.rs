@@ -98,46 +98,57 @@ fn by_function(rec: &[(u64, u64)], syms: &Symbols) -> HashMap<String, f64> {
     m
 }
 
-/// The symbol table valid for marked run `seq`: the kernel's plus the modules' as dumped
-/// last before it (or first of all, for runs before any load: the modules loaded then never
-/// move, and blk_interposer is not loaded).
-fn symbols_for(sections: &BTreeMap<String, String>, seq: usize) -> Result<Symbols> {
-    let core = sections
-        .get("ksyms")
-        .context("the guest handed over no `ksyms` (kallsyms) section")?;
-    let mut dumps: Vec<(usize, &String)> = sections
-        .iter()
-        .filter_map(|(k, v)| Some((k.strip_prefix("modsyms-")?.parse().ok()?, v)))
-        .collect();
-    dumps.sort_by_key(|(n, _)| *n);
-    let mut syms = Symbols::default();
-    syms.add(core);
-    if let Some((_, m)) = dumps
-        .iter()
-        .rev()
-        .find(|(n, _)| *n <= seq)
-        .or(dumps.first())
-    {
-        syms.add(m);
+/// The symbol tables of a run: the kernel's plus each module dump's, built once.
+struct SymbolSets(Vec<(usize, Symbols)>);
+
+impl SymbolSets {
+    fn new(sections: &BTreeMap<String, String>) -> Result<SymbolSets> {
+        let core = sections
+            .get("ksyms")
+            .context("the guest handed over no `ksyms` (kallsyms) section")?;
+        let mut sets: Vec<(usize, Symbols)> = sections
+            .iter()
+            .filter_map(|(k, v)| {
+                let n = k.strip_prefix("modsyms-")?.parse().ok()?;
+                let mut syms = Symbols::default();
+                syms.add(core);
+                syms.add(v);
+                Some((n, syms))
+            })
+            .collect();
+        sets.sort_by_key(|(n, _)| *n);
+        if sets.is_empty() {
+            let mut syms = Symbols::default();
+            syms.add(core);
+            sets.push((0, syms));
+        }
+        Ok(SymbolSets(sets))
     }
-    Ok(syms)
+
+    /// The table valid for marked run `seq`: the modules as dumped last before it (or
+    /// first of all, for runs before any load: the modules loaded then never move, and
+    /// blk_interposer is not loaded).
+    fn for_seq(&self, seq: usize) -> &Symbols {
+        let i = self.0.partition_point(|(n, _)| *n <= seq);
+        &self.0[i.saturating_sub(1)].1
+    }
 }
 
 /// Instructions per I/O by function of one sample, net of its tare.
 fn sample_profile(
     s: &Sample,
     records: &[Vec<(u64, u64)>],
-    sections: &BTreeMap<String, String>,
+    sets: &SymbolSets,
 ) -> Result<HashMap<String, f64>> {
     let rec = |seq: usize| {
         records
             .get(seq.wrapping_sub(1))
             .with_context(|| format!("no profile record {seq} ({} in all)", records.len()))
     };
-    let syms = symbols_for(sections, s.seq)?;
-    let mut m = by_function(rec(s.seq)?, &syms);
+    let syms = sets.for_seq(s.seq);
+    let mut m = by_function(rec(s.seq)?, syms);
     if s.tare_seq != 0 {
-        for (f, n) in by_function(rec(s.tare_seq)?, &syms) {
+        for (f, n) in by_function(rec(s.tare_seq)?, syms) {
             *m.entry(f).or_insert(0.0) -= n;
         }
     }
@@ -153,11 +164,12 @@ pub fn report(
     text: &str,
 ) -> Result<String> {
     let records = parse_records(text)?;
+    let sets = SymbolSets::new(sections)?;
     // mean profile per (devset, workload, config)
     type Key = (String, String, String);
     let mut sums: BTreeMap<Key, (HashMap<String, f64>, usize)> = BTreeMap::new();
     for s in &results.samples {
-        let p = sample_profile(s, &records, sections)?;
+        let p = sample_profile(s, &records, &sets)?;
         let e = sums
             .entry((s.devset.clone(), s.workload.clone(), s.config.clone()))
             .or_default();
@@ -174,11 +186,11 @@ pub fn report(
         })
     };
     let mut out = String::new();
-    let cells: Vec<(String, String)> = sums
+    // the keys are sorted, so the configurations of a cell are adjacent
+    let mut cells: Vec<(String, String)> = sums
         .keys()
         .map(|(d, w, _)| (d.clone(), w.clone()))
         .collect();
-    let mut cells = cells;
     cells.dedup();
     for (devset, workload) in &cells {
         for (cfg, reference) in PAIRS {
@@ -282,5 +294,27 @@ mod tests {
         assert_eq!(s.name(0xffff_ffff_8000_0000), "[unknown]");
         // data symbols do not end a function
         assert_eq!(s.name(0xffff_ffff_8200_0010), "foo");
+    }
+
+    #[test]
+    fn runs_take_the_module_symbols_dumped_last_before_them() {
+        let mut sec = BTreeMap::new();
+        sec.insert("ksyms".to_string(), "ffffffff81000000 T core\n".to_string());
+        sec.insert(
+            "modsyms-5".to_string(),
+            "ffffffffc0000000 t a\t[m]\n".to_string(),
+        );
+        sec.insert(
+            "modsyms-12".to_string(),
+            "ffffffffc0000000 t b\t[m]\n".to_string(),
+        );
+        let sets = SymbolSets::new(&sec).unwrap();
+        let at = |seq| sets.for_seq(seq).name(0xffff_ffff_c000_0001).to_string();
+        assert_eq!(at(1), "a", "before any dump: the first one");
+        assert_eq!(at(5), "a");
+        assert_eq!(at(11), "a");
+        assert_eq!(at(12), "b");
+        assert_eq!(sets.for_seq(40).name(0xffff_ffff_8100_0001), "core");
+        assert!(SymbolSets::new(&BTreeMap::new()).is_err());
     }
 }
