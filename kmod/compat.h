@@ -12,6 +12,7 @@
 #include <linux/blkdev.h>
 #include <linux/ftrace.h>
 #include <linux/fs.h>
+#include <asm/nospec-branch.h>
 
 #define INTERPOSER_FILE_API	(KERNEL_VERSION(6, 9, 0) <= LINUX_VERSION_CODE)
 #define INTERPOSER_LIMITS_API	(KERNEL_VERSION(6, 11, 0) <= LINUX_VERSION_CODE)
@@ -123,11 +124,6 @@ static inline struct gendisk *interposer_alloc_disk(struct block_device *bdev)
 #endif
 
 /*
- * The hook reads the first argument and moves the instruction pointer from
- * struct ftrace_regs without FTRACE_OPS_FL_SAVE_REGS (as livepatch does on
- * x86-64), so ftrace calls it from its lighter trampoline.
- */
-/*
  * Exported by dm.c (EXPORT_SYMBOL_GPL, for dm targets) but declared only in
  * drivers/md/dm.h: block a dm device's new bios and wait for those in
  * flight, then let it go on.  A switch uses them to drain bios it handed
@@ -137,26 +133,34 @@ struct mapped_device;
 void dm_internal_suspend_fast(struct mapped_device *md);
 void dm_internal_resume_fast(struct mapped_device *md);
 
-#ifndef CONFIG_HAVE_DYNAMIC_FTRACE_WITH_ARGS
-#error "the hook needs ftrace with arguments and IP modification (x86-64, as livepatch)"
+#if !defined(CONFIG_X86_64) || !defined(CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS)
+#error "the hook needs x86-64 and ftrace direct calls (DYNAMIC_FTRACE_WITH_DIRECT_CALLS)"
 #endif
-#ifdef ftrace_regs_set_instruction_pointer
-#define interposer_set_ip(fregs, ip) ftrace_regs_set_instruction_pointer(fregs, ip)
+/* 6.5 renamed the ops-based direct-call API from *_multi to the plain names. */
+static inline int interposer_register_direct(struct ftrace_ops *ops,
+					     unsigned long addr)
+{
+#if KERNEL_VERSION(6, 5, 0) <= LINUX_VERSION_CODE
+	return register_ftrace_direct(ops, addr);
 #else
-#define interposer_set_ip(fregs, ip) ftrace_instruction_pointer_set(fregs, ip)
+	return register_ftrace_direct_multi(ops, addr);
 #endif
-/*
- * The hooked function's arguments, as the trampoline saved them; it restores
- * them before it jumps to the instruction pointer (so a callback can hand the
- * function it redirects to a second argument).  x86-64 only, like the hook.
- */
-#ifdef arch_ftrace_regs
-#define interposer_arg_regs(fregs) (&arch_ftrace_regs(fregs)->regs)
+}
+
+/* Leaves @ops's filter, which the caller removes. */
+static inline int interposer_unregister_direct(struct ftrace_ops *ops,
+					       unsigned long addr)
+{
+#if KERNEL_VERSION(6, 5, 0) <= LINUX_VERSION_CODE
+	return unregister_ftrace_direct(ops, addr, false);
 #else
-/* Without arch_ftrace_regs() (6.1): struct ftrace_regs wraps pt_regs. */
-#define interposer_arg_regs(fregs) (&(fregs)->regs)
+	return unregister_ftrace_direct_multi(ops, addr);
 #endif
-#define interposer_first_arg(fregs) (interposer_arg_regs(fregs)->di)
-#define interposer_set_second_arg(fregs, v) (interposer_arg_regs(fregs)->si = (v))
+}
+
+/* Call-depth tracking (a retbleed mitigation) came in 6.2. */
+#ifndef CALL_DEPTH_ACCOUNT
+#define CALL_DEPTH_ACCOUNT ""
+#endif
 
 #endif /* INTERPOSER_COMPAT_H */
