@@ -173,6 +173,7 @@ fn map_errno(cmd: Cmd, errno: Errno, kernel: Version, req: Request) -> Error {
             by: None,
         },
         (Errno::EBUSY, Cmd::LowerRemove) => Error::LowerBusy { dev: dev() },
+        (Errno::EBUSY, Cmd::LowerCreate) => Error::HookBusy { dev: dev() },
         (Errno::EBUSY, Cmd::Attach | Cmd::Switch) => Error::AttachBusy {
             dev: dev(),
             interposer: interposer(),
@@ -368,6 +369,10 @@ mod tests {
         assert!(matches!(
             m(Cmd::Attach, Errno::EBUSY),
             Error::AttachBusy { .. }
+        ));
+        assert!(matches!(
+            m(Cmd::LowerCreate, Errno::EBUSY),
+            Error::HookBusy { .. }
         ));
         assert!(matches!(m(Cmd::Attach, Errno::ELOOP), Error::Loop { .. }));
         assert!(matches!(

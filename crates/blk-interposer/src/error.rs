@@ -79,6 +79,12 @@ pub enum Error {
         /// The device.
         dev: String,
     },
+    /// EBUSY on LOWER_CREATE: the hook could not be placed.
+    #[error("cannot interpose {dev}: the module cannot hook submit_bio_noacct(), which another ftrace direct trampoline (a BPF fentry/fexit program, for one) or a livepatch already holds; see dmesg, and detach that first")]
+    HookBusy {
+        /// The device.
+        dev: String,
+    },
     /// EEXIST on ATTACH.
     #[error("{dev} is already interposed{}", match by { Some(n) => format!(" by {n}; remove it first with `interposer remove {n}`"), None => "; see `interposer ls`".to_string() })]
     AlreadyAttached {
@@ -408,7 +414,9 @@ impl Error {
             Error::NoLower { .. } | Error::NotAttached { .. } => Errno::ENOENT,
             Error::NoSuchDevice { .. } => Errno::ENXIO,
             Error::LowerExists { .. } | Error::AlreadyAttached { .. } => Errno::EEXIST,
-            Error::LowerBusy { .. } | Error::AttachBusy { .. } => Errno::EBUSY,
+            Error::LowerBusy { .. } | Error::AttachBusy { .. } | Error::HookBusy { .. } => {
+                Errno::EBUSY
+            }
             Error::Loop { .. } => Errno::ELOOP,
             Error::InterposerTooSmall { .. } => Errno::ENOSPC,
             Error::TryAgain { .. } => Errno::EAGAIN,
