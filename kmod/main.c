@@ -164,7 +164,7 @@ static void __exit interposer_exit(void)
 		WARN_ON(interposer_dev_destroy(ipd));
 	mutex_unlock(&interposer_mutex);
 	interposer_hook_exit();
-	/* Tasks preempted between the hook's callback and its target. */
+	/* Tasks preempted in the hook's trampoline, or on their way out of it. */
 	synchronize_rcu_tasks();
 }
 
