@@ -258,6 +258,34 @@ struct interposer_divert {
 	unsigned long arg;	/* in %rdx: the trampoline moves it to %rsi */
 };
 
+/*
+ * Top-level bios to a bio-based dm interposer are remapped here, under the
+ * RCU read section that found @ipd, and submitted by this function: the gate
+ * reference the hook took is given back once dm has the bio.
+ */
+static void interposer_submit_put(struct bio *bio, struct interposer_dev *ipd)
+{
+	submit_bio_noacct(bio);
+	percpu_ref_put(&ipd->gate);
+}
+
+/* The fast redirect of interposer_redirect(), done in the hook; false: not here. */
+static __always_inline bool interposer_remap_to_dm(struct interposer_dev *ipd,
+						   struct bio *bio)
+{
+	struct block_device *target;
+
+	if (current->bio_list)
+		return false;
+	smp_rmb();	/* read the target after the gate let us in */
+	target = READ_ONCE(ipd->target.bdev);
+	if (!target || !READ_ONCE(ipd->target_md))
+		return false;
+	this_cpu_inc(ipd->stats->redirected);
+	interposer_set_dev_rcu(bio, target);
+	return true;
+}
+
 static struct interposer_divert __used notrace interposer_hook_slow(struct bio *bio)
 {
 	struct interposer_divert to = { };
@@ -272,24 +300,28 @@ static struct interposer_divert __used notrace interposer_hook_slow(struct bio *
 	 */
 	if (bio_flagged(bio, BIO_REMAPPED))
 		return to;
+	rcu_read_lock();
 	if (interposer_is_lower_disk(bdev->bd_disk)) {
 		/* Remapped here, it skips a pass through the lower disk. */
 		interposer_lower_remap(bio);
-		return to;
+		goto out;
 	}
-	rcu_read_lock();
 	ipd = interposer_lookup(bdev);
 	if (ipd) {
 		/*
 		 * Pass the gate here, under the RCU that found @ipd, and hand
-		 * the reference to interposer_hook_submit() as its second
-		 * argument; NULL sends it the slow way (the gate is closed).
+		 * the reference on as the second argument; NULL sends the bio
+		 * the slow way (the gate is closed).
 		 */
 		if (!percpu_ref_tryget_live_rcu(&ipd->gate))
 			ipd = NULL;
-		to.ip = (unsigned long)interposer_hook_submit;
+		if (ipd && interposer_remap_to_dm(ipd, bio))
+			to.ip = (unsigned long)interposer_submit_put;
+		else
+			to.ip = (unsigned long)interposer_hook_submit;
 		to.arg = (unsigned long)ipd;
 	}
+out:
 	rcu_read_unlock();
 	return to;
 }

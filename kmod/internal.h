@@ -10,6 +10,7 @@
 #define INTERPOSER_INTERNAL_H
 
 #include <linux/bio.h>
+#include <linux/blk-cgroup.h>
 #include <linux/blkdev.h>
 #include <linux/completion.h>
 #include <linux/device-mapper.h>
@@ -99,10 +100,33 @@ void interposer_hook_exit(void);
 void interposer_hook_submit(struct bio *bio, struct interposer_dev *held);
 void interposer_resubmit_work(struct work_struct *work);
 
+/*
+ * bio_set_dev() for a caller inside an RCU read section: bio_associate_blkg()
+ * would open one more around the same work (RCU keeps the old blkg's css
+ * alive while bio_associate_blkg_from_css() drops the blkg).  The hook calls
+ * this twice per interposed bio, so the saved section counts.
+ */
+static inline void interposer_set_dev_rcu(struct bio *bio, struct block_device *bdev)
+{
+	RCU_LOCKDEP_WARN(!rcu_read_lock_held(), "blkg moved outside RCU");
+#ifdef CONFIG_BLK_CGROUP
+	bio_clear_flag(bio, BIO_REMAPPED);
+	if (bio->bi_bdev != bdev)
+		bio_clear_flag(bio, BIO_BPS_THROTTLED);
+	bio->bi_bdev = bdev;
+	if (bio->bi_blkg)
+		bio_associate_blkg_from_css(bio, bio_blkcg_css(bio));
+	else
+		bio_associate_blkg(bio);	/* the submitter's cgroup */
+#else
+	bio_set_dev(bio, bdev);
+#endif
+}
+
 /* lower.c: the device beneath the interposer */
 int interposer_lower_create(struct interposer_dev *ipd);
 int interposer_lower_remove(struct interposer_dev *ipd);
-bool interposer_lower_remap(struct bio *bio);
+bool interposer_lower_remap(struct bio *bio);	/* under RCU */
 extern const struct block_device_operations interposer_lower_fops;
 
 static inline bool interposer_is_lower_disk(struct gendisk *disk)

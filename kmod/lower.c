@@ -17,7 +17,8 @@
 #include "internal.h"
 
 /*
- * Move a bio of the lower device to the real device beneath the hook; false
+ * Move a bio of the lower device to the real device beneath the hook, under
+ * the caller's RCU read section; false
  * if it ends beyond the device (which may have shrunk since the lower device
  * was sized).  The hook calls this for bios aimed at a lower device as they
  * are submitted, which saves them a pass through the lower disk; the lower
@@ -30,7 +31,7 @@ bool interposer_lower_remap(struct bio *bio)
 
 	if (unlikely(bio_end_sector(bio) > bdev_nr_sectors(orig)))
 		return false;
-	bio_set_dev(bio, bdev_whole(orig));
+	interposer_set_dev_rcu(bio, bdev_whole(orig));
 	if (bio_sectors(bio))
 		bio->bi_iter.bi_sector += orig->bd_start_sect;
 	bio_set_flag(bio, BIO_REMAPPED);	/* set after bio_set_dev() clears it */
@@ -40,7 +41,12 @@ bool interposer_lower_remap(struct bio *bio)
 
 static void interposer_lower_submit(struct bio *bio)
 {
-	if (interposer_lower_remap(bio))
+	bool remapped;
+
+	rcu_read_lock();
+	remapped = interposer_lower_remap(bio);
+	rcu_read_unlock();
+	if (remapped)
 		submit_bio_noacct(bio);
 	else
 		bio_io_error(bio);
