@@ -122,6 +122,34 @@ static void interposer_redirect_endio(struct bio *clone)
 	percpu_ref_put(&ipd->gate);	/* taken on the way in */
 }
 
+/* Submit a bio remapped to a dm interposer; give the gate back once dm has it. */
+static void interposer_submit_put(struct bio *bio, struct interposer_dev *ipd)
+{
+	submit_bio_noacct(bio);
+	percpu_ref_put(&ipd->gate);
+}
+
+/*
+ * At the top level submit_bio_noacct() hands the bio to dm before it returns,
+ * and from then on dm counts it for the switch that drains it: a remap does,
+ * no clone needed.  Under RCU, holding a gate reference; false: clone it.
+ */
+static __always_inline bool interposer_remap_to_dm(struct interposer_dev *ipd,
+						   struct bio *bio)
+{
+	struct block_device *target;
+
+	if (current->bio_list)
+		return false;
+	smp_rmb();	/* read the target after the gate let us in */
+	target = READ_ONCE(ipd->target.bdev);
+	if (!target || !READ_ONCE(ipd->target_md))
+		return false;
+	this_cpu_inc(ipd->stats->redirected);
+	interposer_set_dev_rcu(bio, target);
+	return true;
+}
+
 /*
  * Called with a gate reference.  A clone carries it until it completes; a
  * bio remapped to a dm interposer gives it back once dm has it.
@@ -131,7 +159,15 @@ static void interposer_redirect(struct interposer_dev *ipd, struct bio *bio)
 	bool nowait = bio->bi_opf & REQ_NOWAIT;
 	struct block_device *target;
 	struct bio *clone;
+	bool remapped;
 
+	rcu_read_lock();
+	remapped = interposer_remap_to_dm(ipd, bio);
+	rcu_read_unlock();
+	if (remapped) {
+		interposer_submit_put(bio, ipd);
+		return;
+	}
 	smp_rmb();	/* read @target after the gate let us in */
 	target = READ_ONCE(ipd->target.bdev);
 	if (!target) {
@@ -141,17 +177,6 @@ static void interposer_redirect(struct interposer_dev *ipd, struct bio *bio)
 		return;
 	}
 	this_cpu_inc(ipd->stats->redirected);
-	if (!current->bio_list && READ_ONCE(ipd->target_md)) {
-		/*
-		 * At the top level submit_bio_noacct() hands the bio to dm
-		 * before it returns, and from then on dm counts it for the
-		 * switch that drains it: a remap does, no clone needed.
-		 */
-		bio_set_dev(bio, target);
-		submit_bio_noacct(bio);
-		percpu_ref_put(&ipd->gate);
-		return;
-	}
 	clone = bio_alloc_clone(target, bio, nowait ? GFP_NOWAIT : GFP_NOIO,
 				&ipd->redirect_bs);
 	if (!clone) {
@@ -257,34 +282,6 @@ struct interposer_divert {
 	unsigned long ip;
 	unsigned long arg;	/* in %rdx: the trampoline moves it to %rsi */
 };
-
-/*
- * Top-level bios to a bio-based dm interposer are remapped here, under the
- * RCU read section that found @ipd, and submitted by this function: the gate
- * reference the hook took is given back once dm has the bio.
- */
-static void interposer_submit_put(struct bio *bio, struct interposer_dev *ipd)
-{
-	submit_bio_noacct(bio);
-	percpu_ref_put(&ipd->gate);
-}
-
-/* The fast redirect of interposer_redirect(), done in the hook; false: not here. */
-static __always_inline bool interposer_remap_to_dm(struct interposer_dev *ipd,
-						   struct bio *bio)
-{
-	struct block_device *target;
-
-	if (current->bio_list)
-		return false;
-	smp_rmb();	/* read the target after the gate let us in */
-	target = READ_ONCE(ipd->target.bdev);
-	if (!target || !READ_ONCE(ipd->target_md))
-		return false;
-	this_cpu_inc(ipd->stats->redirected);
-	interposer_set_dev_rcu(bio, target);
-	return true;
-}
 
 static struct interposer_divert __used notrace interposer_hook_slow(struct bio *bio)
 {
