@@ -50,9 +50,20 @@
 #define INTERPOSER_ACTIVE_BITS 6
 static struct hlist_head interposer_active[1 << INTERPOSER_ACTIVE_BITS];
 
+/*
+ * The hash, (pointer * GOLDEN_RATIO_64) >> (64 - bits), spelled out rather
+ * than hash_ptr() because the trampoline computes it too, in assembly, from
+ * these same two constants: the two cannot drift apart, and a bio of an
+ * attached device can never miss its bucket and pass untouched.  An "i"
+ * operand cannot carry a 64-bit constant, so the multiplier is a literal.
+ */
+#define INTERPOSER_GOLDEN 0x61C8864680B583EB
+#define INTERPOSER_SHIFT (64 - INTERPOSER_ACTIVE_BITS)
+
 static __always_inline struct hlist_head *interposer_bucket(struct block_device *bdev)
 {
-	return &interposer_active[hash_ptr(bdev, INTERPOSER_ACTIVE_BITS)];
+	return &interposer_active[((u64)(uintptr_t)bdev * INTERPOSER_GOLDEN) >>
+				  INTERPOSER_SHIFT];
 }
 
 /* The attached device @bdev is, or NULL; under RCU (any flavour). */
@@ -328,8 +339,7 @@ out:
  * of submit_bio_noacct() (a "direct call", as BPF trampolines are called).
  * Most bios find their bucket empty and cost about ten instructions; ftrace's
  * generic trampoline and a callback cost 45 (`cargo xtask bench --profile`).
- * The bucket test is interposer_bucket() by hand: hash_ptr() is
- * hash_64_generic() on x86-64, (ptr * GOLDEN_RATIO_64) >> (64 - bits).
+ * The bucket test is interposer_bucket() by hand, with its constants.
  * Only %rdi (the bio) must survive: submit_bio_noacct() has one argument and
  * the other caller-saved registers are dead at its first instruction.  To
  * divert a bio, the trampoline overwrites its own return address with the
@@ -337,8 +347,6 @@ out:
  * IPMODIFY callback would.
  */
 void interposer_hook_tramp(void);
-
-#define INTERPOSER_GOLDEN 0x61C8864680B583EB
 
 asm ("	.pushsection .text, \"ax\", @progbits\n"
 "	.type interposer_hook_tramp, @function\n"
@@ -372,12 +380,12 @@ asm ("	.pushsection .text, \"ax\", @progbits\n"
 /* Never called: it hands C's constants to the trampoline's assembler. */
 static void __used notrace interposer_hook_tramp_consts(void)
 {
-	/* An "i" operand cannot carry a 64-bit constant: spelled out above. */
+	/* A multiplier with the golden ratio's spread of bits. */
 	BUILD_BUG_ON(INTERPOSER_GOLDEN != GOLDEN_RATIO_64);
 	asm volatile (".set interposer_bio_bdev, %c0\n"
 		      ".set interposer_shift, %c1\n"
 		      : : "i" (offsetof(struct bio, bi_bdev)),
-			  "i" (64 - INTERPOSER_ACTIVE_BITS));
+			  "i" (INTERPOSER_SHIFT));
 }
 
 static struct ftrace_ops interposer_ftrace_ops;
