@@ -42,7 +42,7 @@
  * (by the block_device we opened: a disk that was unplugged while attached
  * can come back with the same dev_t, but only our block_device is ours) and
  * lower devices.  Every bio in the system is looked up here; for any other
- * device the callback finds an empty bucket, which costs a multiply, a load
+ * device the trampoline finds an empty bucket, which costs a multiply, a load
  * and a test.  An xarray keyed by dev_t walked five levels deep instead
  * (about 180 instructions per bio, measured with `cargo xtask bench
  * --profile`).  Writers hold interposer_mutex; readers use RCU.
@@ -77,7 +77,7 @@ static __always_inline struct interposer_dev *interposer_lookup(struct block_dev
 	return NULL;
 }
 
-/* @ipd NULL: @bdev is a lower device, which the callback remaps. */
+/* @ipd NULL: @bdev is a lower device, which the hook remaps. */
 void interposer_hash_add(struct interposer_hnode *hn, struct block_device *bdev,
 			 struct interposer_dev *ipd)
 {
@@ -221,8 +221,8 @@ static bool interposer_defer(struct interposer_dev *ipd, struct bio *bio)
 }
 
 /*
- * Where the callback sends the bios of interposed devices.  @held is the
- * device when the callback already passed its gate for us (the fast path),
+ * Where the hook sends the bios of interposed devices.  @held is the
+ * device when the hook's slow path already passed its gate for us,
  * else NULL.  A switch (attach or detach) closes the gate: REQ_NOWAIT bios
  * then fail with EAGAIN, a top-level submitter sleeps until it reopens, and a
  * nested submitter (a stacked driver such as dm above the device, with
@@ -455,7 +455,7 @@ int interposer_hook_get(void)
 	return 0;
 }
 
-/* Unregister it some time after the last one; ftrace waits for callbacks. */
+/* Unregister it some time after the last one. */
 void interposer_hook_put(void)
 {
 	lockdep_assert_held(&interposer_mutex);

@@ -18,11 +18,10 @@
 
 /*
  * Move a bio of the lower device to the real device beneath the hook, under
- * the caller's RCU read section; false
- * if it ends beyond the device (which may have shrunk since the lower device
- * was sized).  The hook calls this for bios aimed at a lower device as they
- * are submitted, which saves them a pass through the lower disk; the lower
- * disk's own submit_bio is the fallback.
+ * the caller's RCU read section; false if it ends beyond the device (which
+ * may have shrunk since the lower device was sized).  The hook calls this for
+ * bios aimed at a lower device as they are submitted, which saves them a pass
+ * through the lower disk; the lower disk's own submit_bio is the fallback.
  */
 bool interposer_lower_remap(struct bio *bio)
 {
@@ -34,7 +33,7 @@ bool interposer_lower_remap(struct bio *bio)
 	interposer_set_dev_rcu(bio, bdev_whole(orig));
 	if (bio_sectors(bio))
 		bio->bi_iter.bi_sector += orig->bd_start_sect;
-	bio_set_flag(bio, BIO_REMAPPED);	/* set after bio_set_dev() clears it */
+	bio_set_flag(bio, BIO_REMAPPED);	/* set after the move clears it */
 	this_cpu_inc(ipd->stats->lower_bios);
 	return true;
 }
