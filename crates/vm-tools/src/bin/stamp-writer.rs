@@ -28,10 +28,13 @@
 //! stamp-writer init   --dev D --sectors N --map M            stamp every sector with seq 0
 //! stamp-writer run    --dev D --map M --stop FILE [--threads K] [--max-sectors S]
 //!                     [--seed X] [--nowait] [--tolerate-eio] [--max-writes W] [--cover-unknown]
+//!                     [--pause-ms P]
 //! stamp-writer verify --dev D --map M
 //! ```
 //!
-//! `run` writes until FILE exists (or W writes are done).  `--nowait` uses
+//! `run` writes until FILE exists (or W writes are done); with `--pause-ms`
+//! each thread sleeps P ms after each write, a steady load that leaves the
+//! VM time for other work.  `--nowait` uses
 //! `pwritev2(RWF_NOWAIT)`: `EAGAIN` is counted and the same write (same
 //! seq, same bytes) retried until it succeeds.  With `--tolerate-eio` an
 //! `EIO` is counted and the sectors of that write become unknown (not
@@ -260,6 +263,7 @@ struct RunCfg {
     nowait: bool,
     tolerate_eio: bool,
     max_writes: u64,
+    pause: Duration,
     stop: PathBuf,
 }
 
@@ -364,6 +368,9 @@ fn writer(f: &File, sh: &Shared, cfg: &RunCfg, seed: u64) {
         g.0.retain(|&o| o != ext);
         drop(g);
         sh.free.notify_all();
+        if !cfg.pause.is_zero() {
+            std::thread::sleep(cfg.pause);
+        }
     }
 }
 
@@ -411,6 +418,7 @@ fn run(a: &Args) -> ExitCode {
         nowait: a.flag("nowait"),
         tolerate_eio: a.flag("tolerate-eio"),
         max_writes: a.num("max-writes", u64::MAX),
+        pause: Duration::from_millis(a.num("pause-ms", 0)),
         stop: PathBuf::from(a.need("stop")),
     };
     let threads = a.num("threads", 4).max(1);
