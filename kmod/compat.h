@@ -114,13 +114,20 @@ static inline struct gendisk *interposer_alloc_disk(struct block_device *bdev)
 	return disk;
 }
 
-/* Arguments of block_device_operations.open and the disk they name. */
+/*
+ * Arguments of block_device_operations.open, the disk they name, and whether
+ * the open is for writing without an exclusive claim (a holder).
+ */
 #if KERNEL_VERSION(6, 5, 0) <= LINUX_VERSION_CODE
 #define INTERPOSER_OPEN_ARGS	struct gendisk *disk, blk_mode_t mode
 #define INTERPOSER_OPEN_DISK	(disk)
+#define INTERPOSER_OPEN_SHARED_WRITE \
+	((mode & (BLK_OPEN_WRITE | BLK_OPEN_EXCL)) == BLK_OPEN_WRITE)
 #else
 #define INTERPOSER_OPEN_ARGS	struct block_device *bdev, fmode_t mode
 #define INTERPOSER_OPEN_DISK	(bdev->bd_disk)
+#define INTERPOSER_OPEN_SHARED_WRITE \
+	((mode & (FMODE_WRITE | FMODE_EXCL)) == FMODE_WRITE)
 #endif
 
 /*

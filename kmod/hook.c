@@ -391,6 +391,60 @@ static void __used notrace interposer_hook_tramp_consts(void)
 static struct ftrace_ops interposer_ftrace_ops;
 
 /*
+ * The guard: `sysctl kernel.ftrace_enabled=0` turns every ftrace call site
+ * into a NOP, ours included, and the bios of an attached device would go
+ * straight to the disk with nothing anywhere saying so (no copy-on-write for
+ * a snapshot, no record in dm-era).  ftrace refuses the sysctl with EBUSY
+ * while an ops with FTRACE_OPS_FL_PERMANENT is registered, and refuses to
+ * register one while ftrace is off; the direct-call API overwrites its ops'
+ * flags (6.1), so a second ops carries the flag.  It traces a function that
+ * is never called and is registered exactly while the hook is.
+ */
+static noinline void interposer_guard_anchor(void)
+{
+	barrier();
+}
+
+static void notrace interposer_guard_func(unsigned long ip,
+					  unsigned long parent_ip,
+					  struct ftrace_ops *op,
+					  struct ftrace_regs *fregs)
+{
+}
+
+static struct ftrace_ops interposer_guard_ops = {
+	.func	= interposer_guard_func,
+	.flags	= FTRACE_OPS_FL_PERMANENT,
+};
+
+static int interposer_guard_register(void)
+{
+	unsigned long ip = (unsigned long)interposer_guard_anchor;
+	int ret;
+
+	ret = ftrace_set_filter_ip(&interposer_guard_ops, ip, 0, 0);
+	if (ret)
+		return ret;
+	ret = register_ftrace_function(&interposer_guard_ops);
+	if (ret) {
+		ftrace_set_filter_ip(&interposer_guard_ops, ip, 1, 0);
+		/* EBUSY here means ftrace is off; keep it apart from a busy hook. */
+		if (ret == -EBUSY) {
+			pr_err("function tracing is off (sysctl kernel.ftrace_enabled=0): the hook cannot work\n");
+			ret = -EOPNOTSUPP;
+		}
+	}
+	return ret;
+}
+
+static void interposer_guard_unregister(void)
+{
+	unregister_ftrace_function(&interposer_guard_ops);
+	ftrace_set_filter_ip(&interposer_guard_ops,
+			     (unsigned long)interposer_guard_anchor, 1, 0);
+}
+
+/*
  * Unregistering rewrites submit_bio_noacct() while other CPUs run through it
  * (see the top of this file), so the hook outlives the last lower device by
  * this long: a tool that removes and recreates interposers in a loop patches
@@ -403,16 +457,33 @@ MODULE_PARM_DESC(hook_linger_ms,
 
 static unsigned int interposer_hook_users;	/* under interposer_mutex */
 static bool interposer_hook_registered;		/* under interposer_mutex */
+static bool interposer_hook_pinned;		/* under interposer_mutex */
 
 static void interposer_hook_unregister(void)
 {
+	int ret;
+
 	lockdep_assert_held(&interposer_mutex);
 	if (!interposer_hook_registered)
 		return;
-	interposer_unregister_direct(&interposer_ftrace_ops,
-				     (unsigned long)interposer_hook_tramp);
+	ret = interposer_unregister_direct(&interposer_ftrace_ops,
+					   (unsigned long)interposer_hook_tramp);
+	if (ret) {
+		/*
+		 * submit_bio_noacct() may still call the trampoline: the module
+		 * text must never go away.  Stay registered, guard included.
+		 */
+		if (!interposer_hook_pinned) {
+			__module_get(THIS_MODULE);
+			interposer_hook_pinned = true;
+		}
+		pr_crit("cannot unhook submit_bio_noacct (%d): the module stays loaded until reboot\n",
+			ret);
+		return;
+	}
 	ftrace_set_filter_ip(&interposer_ftrace_ops,
 			     (unsigned long)submit_bio_noacct, 1, 0);
+	interposer_guard_unregister();
 	interposer_hook_registered = false;
 }
 
@@ -439,12 +510,18 @@ int interposer_hook_get(void)
 	cancel_delayed_work(&interposer_hook_idle_work);
 	if (interposer_hook_registered)
 		return 0;
-	ret = ftrace_set_filter_ip(&interposer_ftrace_ops, ip, 0, 0);
+	ret = interposer_guard_register();
 	if (!ret) {
-		ret = interposer_register_direct(&interposer_ftrace_ops,
-						 (unsigned long)interposer_hook_tramp);
+		ret = ftrace_set_filter_ip(&interposer_ftrace_ops, ip, 0, 0);
+		if (!ret) {
+			ret = interposer_register_direct(&interposer_ftrace_ops,
+							 (unsigned long)interposer_hook_tramp);
+			if (ret)
+				ftrace_set_filter_ip(&interposer_ftrace_ops,
+						     ip, 1, 0);
+		}
 		if (ret)
-			ftrace_set_filter_ip(&interposer_ftrace_ops, ip, 1, 0);
+			interposer_guard_unregister();
 	}
 	if (ret) {
 		pr_err("cannot hook submit_bio_noacct: %d\n", ret);

@@ -51,12 +51,25 @@ static void interposer_lower_submit(struct bio *bio)
 		bio_io_error(bio);
 }
 
-/* interposer_lower_remove() closes the door under the disk's open_mutex. */
+/*
+ * interposer_lower_remove() closes the door under the disk's open_mutex.
+ *
+ * The lower device is a second name for a live device, beneath the hook:
+ * what is written through it bypasses the interposer (a snapshot's copy on
+ * write, dm-era's record) and lands under the mounted filesystem.  Only an
+ * exclusive opener may write: a dm table, which claims its devices, and
+ * which then keeps out every other exclusive opener (mkfs, wipefs and
+ * blkdiscard open with O_EXCL).  A plain write open (dd of=) is refused.
+ */
 static int interposer_lower_open(INTERPOSER_OPEN_ARGS)
 {
 	struct interposer_dev *ipd = INTERPOSER_OPEN_DISK->private_data;
 
-	return READ_ONCE(ipd->removing) ? -ENXIO : 0;
+	if (READ_ONCE(ipd->removing))
+		return -ENXIO;
+	if (INTERPOSER_OPEN_SHARED_WRITE)
+		return -EBUSY;
+	return 0;
 }
 
 const struct block_device_operations interposer_lower_fops = {

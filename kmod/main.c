@@ -102,6 +102,17 @@ struct interposer_dev *interposer_dev_create(dev_t dev)
 		ret = -EINVAL;	/* a lower device is never interposed */
 		goto fail;
 	}
+	/*
+	 * Refused, with EMEDIUMTYPE: a DAX-capable device, whose filesystem
+	 * (mounted -o dax) reads and writes memory without any bio the hook
+	 * could see; and a zoned one, whose zones the lower device does not
+	 * carry and whose zone appends would lose their written sector.
+	 */
+	if (blk_queue_dax(bdev_get_queue(ipd->orig.bdev)) ||
+	    bdev_is_zoned(ipd->orig.bdev)) {
+		ret = -EMEDIUMTYPE;
+		goto fail;
+	}
 	ret = interposer_gate_init(ipd);
 	if (ret)
 		goto fail;

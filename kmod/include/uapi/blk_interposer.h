@@ -11,6 +11,11 @@
  *   LOWER_CREATE  Create the lower device of @dev: a block device that
  *                 forwards to @dev *beneath* the interposer, so that a dm
  *                 table can reach the live device.  Out: @lower, @lower_name.
+ *                 The first one places the hook: EBUSY if another direct
+ *                 trampoline holds submit_bio_noacct(), EOPNOTSUPP while
+ *                 sysctl kernel.ftrace_enabled is 0 (which the module then
+ *                 refuses to set while any lower device exists).
+ *                 EMEDIUMTYPE for a DAX-capable or zoned @dev.
  *   LOWER_REMOVE  Remove the lower device of @dev.  EBUSY while @dev is
  *                 attached or the lower device is open.
  *   ATTACH        Redirect every bio aimed at @dev to @interposer.  The
