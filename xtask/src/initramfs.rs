@@ -38,6 +38,8 @@ const TOOLS: &[&str] = &[
     "fio",
     "sgdisk",
     "blockdev",
+    "wipefs",
+    "blkdiscard",
     "losetup",
     "flock",
     // util-linux's: busybox's setpriv cannot change uid/gid.

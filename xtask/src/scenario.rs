@@ -175,13 +175,13 @@ const TEMPLATE: &str = r#"#!/bin/sh
 # TIMEOUT: 600
 #
 # The VM runs this as `sh /tests/scenarios/@NAME@.sh` in /tmp, under busybox sh,
-# after a fresh boot with four empty disks: /dev/vda 128M, vdb 512M, vdc 256M, vdd 64M.
+# after a fresh boot with five empty disks: /dev/vda 128M, vdb 512M, vdc 256M, vdd 64M, vde 32M.
 # PASS: exit 0 and no BUG/WARNING/Oops/... in the kernel log. FAIL: `_fail MSG` or any
 # failing command (set -e below). SKIP: `_skip REASON` for a missing requirement.
 # Conventions: tabs, quoted expansions, `_`-prefixed helpers and CAPS variables are the
 # framework's (tests/common/rc documents each helper).
 # The host runs qemu monitor commands the scenario asks for: `_qemu_monitor device_del vdc`
-# then `_wait_disk_gone vdc` hot-unplugs a disk (the disks' qemu ids are vda..vdd).
+# then `_wait_disk_gone vdc` hot-unplugs a disk (the disks' qemu ids are vda..vde).
 
 DESCRIPTION="does what this scenario proves"
 

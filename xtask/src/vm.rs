@@ -2,8 +2,8 @@
 //!
 //! The VM contract, shared with tests/common/init:
 //! - kernel command line `scenario=<path under tests/scenarios>` (and `shell=1` for a shell);
-//! - disks /dev/vda 128M, vdb 512M, vdc 256M, vdd 64M: fresh sparse raw files per run, in
-//!   the run directory, with qemu device ids vda..vdd (`device_del vdb` on the monitor
+//! - disks /dev/vda 128M, vdb 512M, vdc 256M, vdd 64M, vde 32M: fresh sparse raw files per
+//!   run, in the run directory, with qemu device ids vda..vde (`device_del vdb` on the monitor
 //!   socket unplugs one; the socket lives in the temp dir, see `monitor_socket`);
 //! - the console prints `VM-BOOTED`, the scenario's output, `SCENARIO-EXIT <rc>`, then the
 //!   whole dmesg between `===DMESG===` and `===END===`, and powers off;
@@ -26,7 +26,13 @@ use anyhow::{Context, Result};
 use crate::kernel::Kernel;
 
 /// Disk name and size in MiB, in the order the guest enumerates them.
-pub const DISKS: &[(&str, u64)] = &[("vda", 128), ("vdb", 512), ("vdc", 256), ("vdd", 64)];
+pub const DISKS: &[(&str, u64)] = &[
+    ("vda", 128),
+    ("vdb", 512),
+    ("vdc", 256),
+    ("vdd", 64),
+    ("vde", 32),
+];
 
 /// Monitor commands a scenario may request with `XTASK-MONITOR`: hot-unplug and
 /// hot-plug of devices and drives, and queries. Anything else is refused (and logged).

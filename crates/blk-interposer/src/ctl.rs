@@ -174,6 +174,8 @@ fn map_errno(cmd: Cmd, errno: Errno, kernel: Version, req: Request) -> Error {
         },
         (Errno::EBUSY, Cmd::LowerRemove) => Error::LowerBusy { dev: dev() },
         (Errno::EBUSY, Cmd::LowerCreate) => Error::HookBusy { dev: dev() },
+        (Errno::EOPNOTSUPP, Cmd::LowerCreate) => Error::FtraceOff { dev: dev() },
+        (Errno::EMEDIUMTYPE, Cmd::LowerCreate) => Error::WrongMedium { dev: dev() },
         (Errno::EBUSY, Cmd::Attach | Cmd::Switch) => Error::AttachBusy {
             dev: dev(),
             interposer: interposer(),
@@ -373,6 +375,14 @@ mod tests {
         assert!(matches!(
             m(Cmd::LowerCreate, Errno::EBUSY),
             Error::HookBusy { .. }
+        ));
+        assert!(matches!(
+            m(Cmd::LowerCreate, Errno::EOPNOTSUPP),
+            Error::FtraceOff { .. }
+        ));
+        assert!(matches!(
+            m(Cmd::LowerCreate, Errno::EMEDIUMTYPE),
+            Error::WrongMedium { .. }
         ));
         assert!(matches!(m(Cmd::Attach, Errno::ELOOP), Error::Loop { .. }));
         assert!(matches!(

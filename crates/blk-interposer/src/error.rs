@@ -85,6 +85,19 @@ pub enum Error {
         /// The device.
         dev: String,
     },
+    /// EOPNOTSUPP on LOWER_CREATE: `kernel.ftrace_enabled` is 0, so the
+    /// hook would never be called and every bio would pass it silently.
+    #[error("cannot interpose {dev}: function tracing is switched off (sysctl kernel.ftrace_enabled is 0), so the hook would never run and the device's writes would bypass the interposer; switch it on with `sysctl kernel.ftrace_enabled=1` (while anything is interposed the module keeps it on)")]
+    FtraceOff {
+        /// The device.
+        dev: String,
+    },
+    /// EMEDIUMTYPE on LOWER_CREATE: a DAX-capable or zoned device.
+    #[error("cannot interpose {dev}: it is a DAX-capable or a zoned device (see /sys/block/*/queue/dax and zoned); a filesystem mounted with -o dax reads and writes without bios, which no interposer sees, and zoned devices need zone-aware targets: use dm directly on such a device before it is in use")]
+    WrongMedium {
+        /// The device.
+        dev: String,
+    },
     /// EEXIST on ATTACH.
     #[error("{dev} is already interposed{}", match by { Some(n) => format!(" by {n}; remove it first with `interposer remove {n}`"), None => "; see `interposer ls`".to_string() })]
     AlreadyAttached {
@@ -417,6 +430,8 @@ impl Error {
             Error::LowerBusy { .. } | Error::AttachBusy { .. } | Error::HookBusy { .. } => {
                 Errno::EBUSY
             }
+            Error::FtraceOff { .. } => Errno::EOPNOTSUPP,
+            Error::WrongMedium { .. } => Errno::EMEDIUMTYPE,
             Error::Loop { .. } => Errno::ELOOP,
             Error::InterposerTooSmall { .. } => Errno::ENOSPC,
             Error::TryAgain { .. } => Errno::EAGAIN,

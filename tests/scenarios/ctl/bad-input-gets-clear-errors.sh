@@ -36,6 +36,14 @@ _expect_fail "an interposer smaller than the device" "smaller" \
 	interposer create x --table "0 $((SZC / 2)) linear [interpose]/dev/vdc 0"
 _expect_fail "a device interposed onto itself" "itself|same disk|loop" \
 	interposer attach /dev/vdc /dev/vdc
+# A zoned device: the lower device would not carry its zones.
+modprobe null_blk nr_devices=1 zoned=1 zone_size=4 gb=1 && [ -b /dev/nullb0 ] ||
+	_fail "cannot make a zoned null_blk device"
+[ "$(cat /sys/block/nullb0/queue/zoned)" = host-managed ] || _fail "nullb0 is not zoned"
+_expect_fail "a zoned device" "a DAX-capable or a zoned device" \
+	interposer create z --table "0 $(blockdev --getsz /dev/nullb0) linear [interpose]/dev/nullb0 0"
+[ -e /dev/interposer/nullb0 ] && _fail "the refused zoned create left a lower device"
+rmmod null_blk
 [ -z "$(dmsetup ls | grep -v 'No devices found')" ] ||
 	_fail "a refused create left a dm device behind: $(dmsetup ls)"
 [ -e /dev/interposer/vdc ] && _fail "a refused request left /dev/interposer/vdc behind"

@@ -4,7 +4,7 @@
 # vm/boots-with-tools: the test VM has the disks, tools and kernel modules that the other
 # scenarios rely on, and a filesystem round trip on /dev/vdb keeps every byte.
 #
-# How: check the four disks' sizes, that each tool runs and each dm target module loads;
+# How: check the five disks' sizes, that each tool runs and each dm target module loads;
 # mkfs.ext4 on vdb, write files, checksum them, remount, compare, e2fsck -fn; a short fio
 # verify run. Does not load blk_interposer: a failure here is the harness's, not the module's.
 #
@@ -17,17 +17,17 @@ set -e
 
 _log "Running vm/boots-with-tools: $DESCRIPTION"
 
-for d in vda:128 vdb:512 vdc:256 vdd:64; do
+for d in vda:128 vdb:512 vdc:256 vdd:64 vde:32; do
 	dev=/dev/${d%%:*}
 	want=$((${d#*:} * 1024 * 1024))
 	[ -b "$dev" ] || _fail "$dev is missing"
 	got=$(blockdev --getsize64 "$dev")
 	[ "$got" -eq "$want" ] || _fail "$dev has $got bytes, want $want"
 done
-_log "disks: vda 128M, vdb 512M, vdc 256M, vdd 64M"
+_log "disks: vda 128M, vdb 512M, vdc 256M, vdd 64M, vde 32M"
 
 for p in dmsetup mkfs.ext4 e2fsck tune2fs mkfs.xfs xfs_repair xfs_freeze fsfreeze fio \
-	sgdisk blockdev losetup flock era_invalidate era_dump era_check thin_check sha256sum; do
+	sgdisk blockdev wipefs blkdiscard losetup flock era_invalidate era_dump era_check thin_check sha256sum; do
 	command -v "$p" >/dev/null || _fail "$p is not in the VM"
 done
 # Dynamic binaries fail here if a library is missing from the initramfs.
