@@ -319,6 +319,28 @@ pub enum Error {
         /// What went wrong.
         source: crate::era::meta::MetaError,
     },
+    /// dm-era metadata without our tracking record: nothing says since
+    /// when its eras cover every write.
+    #[error("the metadata device {dev} holds dm-era metadata but no tracking record (written by `interposer create` with a raw era table, by an older interposer, or damaged), so its eras cannot be trusted to cover every write; wipe it to start tracking afresh (the next backup must be a full one): `dd if=/dev/zero of={dev_path} bs=4k count=1 oflag=direct`")]
+    EraMetadataNoRecord {
+        /// The metadata device.
+        dev: String,
+        /// The path as given.
+        dev_path: String,
+    },
+    /// A question about the changes since an era that tracking does not
+    /// cover without a gap: the answer could be short.  A backup tool
+    /// matches this variant (or [`Error::is_tracking_gap`]) and takes a
+    /// full backup.
+    #[error("cannot list the changes of {dev} since era {since}: {reason}; a list could miss writes, so take a full backup (and a new checkpoint)")]
+    EraGap {
+        /// The tracked device.
+        dev: String,
+        /// The checkpoint asked about.
+        since: crate::era::Checkpoint,
+        /// Why tracking does not cover it.
+        reason: crate::era::GapReason,
+    },
     /// No dm-era device tracks that device.
     #[error("{what} has no dm-era interposer; attach one with `interposer era attach {what} --metadata META_DEV`")]
     NoEra {
@@ -417,6 +439,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether this error says that changed-block tracking has a gap, so
+    /// that only a full backup is safe.
+    pub fn is_tracking_gap(&self) -> bool {
+        matches!(self, Error::EraGap { .. })
+    }
+
     /// The errno behind this error, when it came from an ioctl.
     pub fn errno(&self) -> Option<nix::errno::Errno> {
         use nix::errno::Errno;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::stat::{mknod, Mode, SFlag};
 
+use crate::era::record::DeviceIdentity;
 use crate::error::{Error, Result};
 use crate::types::{DevNo, Sectors};
 
@@ -28,9 +29,13 @@ pub trait Host {
     fn remove_node(&self, path: &Path, dev: DevNo) -> Result<bool>;
     /// The size of `dev`.
     fn sectors(&self, dev: DevNo) -> Result<Sectors>;
-    /// Open `dev` for reading what is on the disk itself, past the page
-    /// cache (`O_DIRECT`), for metadata that a dm target writes.
-    fn open_direct(&self, dev: DevNo) -> Result<File>;
+    /// Open `dev` for reading (and with `write`, writing) what is on the
+    /// disk itself, past the page cache (`O_DIRECT`), for metadata that a dm
+    /// target writes and for our tracking record beside it.
+    fn open_direct(&self, dev: DevNo, write: bool) -> Result<File>;
+    /// What tells `dev` apart from another device of the same size (see
+    /// [`DeviceIdentity`]).
+    fn identity(&self, dev: DevNo) -> Result<DeviceIdentity>;
     /// Write zeros over the first `len` of the block device at `path`, and
     /// flush them (a COW store's header: dm-snapshot would take old
     /// contents for a snapshot to load).
@@ -59,8 +64,11 @@ impl<H: Host + ?Sized> Host for &H {
     fn sectors(&self, dev: DevNo) -> Result<Sectors> {
         (**self).sectors(dev)
     }
-    fn open_direct(&self, dev: DevNo) -> Result<File> {
-        (**self).open_direct(dev)
+    fn open_direct(&self, dev: DevNo, write: bool) -> Result<File> {
+        (**self).open_direct(dev, write)
+    }
+    fn identity(&self, dev: DevNo) -> Result<DeviceIdentity> {
+        (**self).identity(dev)
     }
     fn zero_start(&self, path: &Path, len: Sectors) -> Result<()> {
         (**self).zero_start(path, len)
@@ -166,13 +174,14 @@ impl Host for System {
         })
     }
 
-    fn open_direct(&self, dev: DevNo) -> Result<File> {
+    fn open_direct(&self, dev: DevNo, write: bool) -> Result<File> {
         let path = match crate::sysfs::kernel_name(dev) {
             Some(n) => Path::new("/dev").join(n),
             None => PathBuf::from(format!("/dev/block/{dev}")),
         };
         let file = std::fs::OpenOptions::new()
             .read(true)
+            .write(write)
             .custom_flags(nix::fcntl::OFlag::O_DIRECT.bits())
             .open(&path)
             .map_err(|source| Error::Io {
@@ -185,6 +194,9 @@ impl Host for System {
             }
             _ => Err(Error::NotBlockDevice { path }),
         }
+    }
+    fn identity(&self, dev: DevNo) -> Result<DeviceIdentity> {
+        crate::sysfs::identity(Path::new("/sys"), dev, self.sectors(dev)?)
     }
     fn zero_start(&self, path: &Path, len: Sectors) -> Result<()> {
         use std::io::Write;

@@ -140,26 +140,35 @@ pub struct EraArgs {
 /// The era verbs.
 #[derive(Debug, Subcommand)]
 pub enum EraCommand {
-    /// Put dm-era on the live DEVICE: `era META [interpose]DEVICE BLOCK`.
+    /// Put dm-era on the live DEVICE: `era META-SLICE [interpose]DEVICE BLOCK`.
     ///
     /// The metadata device must be zeroed (dm-era formats it) or hold dm-era
-    /// metadata of the same block size (the eras go on).  The interposer is
-    /// named DEVICE-era (vdb1-era) unless --name says otherwise.
+    /// metadata of the same block size that an earlier `era attach` made
+    /// (the eras go on).  dm-era gets all of it but the last 64 KiB, which
+    /// hold the tracking record: since which checkpoint every write was
+    /// tracked.  Each attach starts tracking anew: writes made while nothing
+    /// tracked them are in no era, so `changed --since` refuses checkpoints
+    /// taken before the attach.  The interposer is named DEVICE-era
+    /// (vdb1-era) unless --name says otherwise.
     #[command(arg_required_else_help = true)]
     Attach(EraAttachArgs),
 
-    /// Start a new era and print its number: every block written from now
-    /// on is in that era or later (give it to `changed --since`).
+    /// Start a new era and print the checkpoint, ERA@GENERATION: every block
+    /// written from now on is in that era or later (give it to `changed
+    /// --since`; the generation ties it to this formatting of the metadata).
     #[command(arg_required_else_help = true)]
     Checkpoint(EraDeviceArgs),
 
-    /// Print the byte ranges written in era SINCE or later.
+    /// Print the byte ranges written since checkpoint SINCE.
     ///
     /// One `OFFSET LENGTH` line (bytes) per range of changed era blocks, a
     /// summary on standard error; --json gives the ranges in era blocks and
-    /// bytes.  The answer is what `era_invalidate --written-since SINCE`
+    /// bytes.  The answer is what `era_invalidate --written-since ERA`
     /// lists: a metadata snapshot is taken (it starts a new era), dm-era's
-    /// metadata read from its device, and the snapshot dropped again.
+    /// metadata read from its device, and the snapshot dropped again.  When
+    /// tracking has a gap since SINCE (a detach and attach, another metadata
+    /// generation, another device, dm-era off the device's path) it fails
+    /// instead of printing a list that could be short: take a full backup.
     #[command(arg_required_else_help = true)]
     Changed(EraChangedArgs),
 
@@ -200,9 +209,10 @@ pub struct EraDeviceArgs {
 pub struct EraChangedArgs {
     /// The tracked device (/dev/vdb1, vdb1) or its era interposer's dm name.
     pub device: String,
-    /// The era from `checkpoint`: list what was written in it or later.
-    #[arg(long, value_name = "ERA")]
-    pub since: u32,
+    /// The checkpoint (ERA@GENERATION, or a bare ERA) from `checkpoint`:
+    /// list what was written since.
+    #[arg(long, value_name = "CHECKPOINT")]
+    pub since: blk_interposer::Checkpoint,
 }
 
 const SWITCH_EXAMPLES: &str = "\
@@ -276,7 +286,14 @@ pub enum SnapshotCommand {
     /// Refused while a snapshot is mounted.  Works on an invalid
     /// (overflowed) snapshot too.
     #[command(arg_required_else_help = true)]
-    Remove(RemoveArgs),
+    Remove(SnapshotRemoveArgs),
+}
+
+/// `snapshot remove`.
+#[derive(Debug, Args)]
+pub struct SnapshotRemoveArgs {
+    /// The snapshot group's name (`--name` of create; see `interposer snapshot ls`).
+    pub name: String,
 }
 
 /// `snapshot create`.
@@ -450,9 +467,17 @@ mod tests {
         }
     }
 
+    /// The era verb `args` parse to.
+    fn era(args: &[&str]) -> EraCommand {
+        match parse(args).unwrap().command {
+            Command::Era(EraArgs { command }) => command,
+            _ => panic!("{args:?} is not an era verb"),
+        }
+    }
+
     #[test]
     fn era_verbs_parse() {
-        let c = parse(&[
+        let EraCommand::Attach(a) = era(&[
             "era",
             "attach",
             "/dev/vdb1",
@@ -460,35 +485,42 @@ mod tests {
             "/dev/vdd",
             "--block-size",
             "1m",
-        ])
-        .unwrap();
-        let Command::Era(EraArgs {
-            command: EraCommand::Attach(a),
-        }) = c.command
-        else {
+        ]) else {
             panic!()
         };
         assert_eq!(
             (a.block_size, a.metadata, a.name),
             (2048, PathBuf::from("/dev/vdd"), None)
         );
-        let c = parse(&["era", "attach", "vdb1", "-m", "/dev/vdd"]).unwrap();
-        let Command::Era(EraArgs {
-            command: EraCommand::Attach(a),
-        }) = c.command
-        else {
+        let EraCommand::Attach(a) = era(&["era", "attach", "vdb1", "-m", "/dev/vdd"]) else {
             panic!()
         };
         assert_eq!(a.block_size, 128, "64K by default");
-        let c = parse(&["era", "changed", "vdb1", "--since", "3", "--json"]).unwrap();
-        assert!(c.json);
-        let Command::Era(EraArgs {
-            command: EraCommand::Changed(a),
-        }) = c.command
+        assert!(
+            parse(&["era", "changed", "vdb1", "--since", "3", "--json"])
+                .unwrap()
+                .json
+        );
+        let EraCommand::Changed(a) = era(&["era", "changed", "vdb1", "--since", "3"]) else {
+            panic!()
+        };
+        assert_eq!(
+            (a.device.as_str(), a.since.era, a.since.generation),
+            ("vdb1", 3, None)
+        );
+        let EraCommand::Changed(a) =
+            era(&["era", "changed", "vdb1", "--since", "7@3f9a1c02d4e5b6a7"])
         else {
             panic!()
         };
-        assert_eq!((a.device.as_str(), a.since), ("vdb1", 3));
+        assert_eq!(
+            (a.since.era, a.since.generation),
+            (7, Some(0x3f9a_1c02_d4e5_b6a7))
+        );
+        let e = parse(&["era", "changed", "vdb1", "--since", "7@xyz"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not a checkpoint"), "{e}");
         assert!(
             parse(&["era", "changed", "vdb1"]).is_err(),
             "--since is needed"

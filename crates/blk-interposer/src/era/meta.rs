@@ -123,6 +123,10 @@ impl BlockRead for Vec<u8> {
 
 /// crc32c (Castagnoli) as the kernel's `crc32c(seed, ...)`: no final
 /// inversion.
+pub fn crc32c(seed: u32, data: &[u8]) -> u32 {
+    crc32c_raw(seed, data)
+}
+
 fn crc32c_raw(mut crc: u32, data: &[u8]) -> u32 {
     const TABLE: [u32; 256] = {
         let mut t = [0u32; 256];

@@ -5,6 +5,7 @@
 //! [`crate::ops`]; see [`crate::Ops::era_changed`].
 
 pub mod meta;
+pub mod record;
 
 use std::fmt;
 use std::ops::Range;
@@ -13,6 +14,123 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::types::{DevNo, Sectors};
+
+/// A point in the changed-block tracking of a device, as `era checkpoint`
+/// prints it: `ERA@GENERATION` (`12@3f9a1c02d4e5b6a7`).  The generation
+/// ties the era to one formatting of the dm-era metadata, so that an era
+/// of a wiped or replaced metadata device is refused instead of answered
+/// from other writes.  A bare `ERA` is accepted and checked against
+/// everything but that.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// dm-era's era.
+    pub era: u32,
+    /// The tracking generation ([`record::TrackingRecord::generation`]).
+    pub generation: Option<u64>,
+}
+
+impl fmt::Display for Checkpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.generation {
+            Some(g) => write!(f, "{}@{g:016x}", self.era),
+            None => write!(f, "{}", self.era),
+        }
+    }
+}
+
+/// As its text, `ERA@GENERATION`.
+impl Serialize for Checkpoint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl std::str::FromStr for Checkpoint {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = || {
+            format!("`{s}` is not a checkpoint: give what `interposer era checkpoint` printed, ERA@GENERATION (e.g. 12@3f9a1c02d4e5b6a7), or a bare era")
+        };
+        let (era, generation) = match s.split_once('@') {
+            Some((e, g)) if g.len() == 16 => {
+                (e, Some(u64::from_str_radix(g, 16).map_err(|_| bad())?))
+            }
+            Some(_) => return Err(bad()),
+            None => (s, None),
+        };
+        Ok(Checkpoint {
+            era: era.parse().map_err(|_| bad())?,
+            generation,
+        })
+    }
+}
+
+/// Why tracking does not cover the eras a question asks about
+/// ([`crate::Error::EraGap`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "gap")]
+pub enum GapReason {
+    /// The metadata has no (readable) tracking record.
+    NoRecord,
+    /// Tracking ended (`era detach`) and has not begun again.
+    Ended {
+        /// The era current at the detach.
+        era: u32,
+    },
+    /// Tracking began again at `start` (an attach after a detach, a boot, a
+    /// crash); writes before that were not tracked.
+    Restarted {
+        /// The first era of the current epoch.
+        start: u32,
+        /// How the epoch before it ended, in words.
+        previous: String,
+    },
+    /// The metadata was attached to another device since, or the device
+    /// changed (size, partition, disk).
+    DeviceChanged {
+        /// What differs.
+        what: String,
+    },
+    /// The checkpoint belongs to another formatting of the metadata.
+    OtherGeneration {
+        /// The checkpoint's generation.
+        asked: u64,
+        /// The metadata's.
+        have: u64,
+    },
+    /// dm-era is not on the device's I/O path now: its writes bypass it.
+    NotInPath {
+        /// Where the device's bios go instead.
+        now: String,
+    },
+}
+
+impl fmt::Display for GapReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GapReason::NoRecord => f.write_str(
+                "its metadata has no tracking record (a raw era table from `interposer create`, or an older interposer), so nothing says since when every write was tracked",
+            ),
+            GapReason::Ended { era } => write!(f, "tracking ended at era {era} (`era detach`) and has not begun again"),
+            GapReason::Restarted { start, previous } => write!(
+                f,
+                "tracking began again at era {start} ({previous}); writes before that were not tracked"
+            ),
+            GapReason::DeviceChanged { what } => {
+                write!(f, "the device is not the one the metadata tracked ({what})")
+            }
+            GapReason::OtherGeneration { asked, have } => write!(
+                f,
+                "the checkpoint is of tracking generation {asked:016x}, the metadata is of {have:016x} (formatted anew, or another metadata device)"
+            ),
+            GapReason::NotInPath { now } => write!(
+                f,
+                "dm-era is not on the device's I/O path now ({now}), so writes bypass it"
+            ),
+        }
+    }
+}
 
 /// dm-era's smallest block: 8 sectors (`MIN_BLOCK_SIZE`); every block size
 /// is a multiple of it.

@@ -11,13 +11,15 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::dm::mapper::check_name;
 use crate::dm::table::{Arg, TableLine};
 use crate::dm::{DeviceMapper, InterposePath, Table};
 use crate::era::meta::{MetaError, Metadata};
-use crate::era::{self, ChangedRange, EraStatus, EraTable};
+use crate::era::record::{self, EpochEnd, TrackingRecord};
+use crate::era::{self, ChangedRange, Checkpoint, EraStatus, EraTable, GapReason};
 use crate::error::{Error, Result};
-use crate::host::Host;
-use crate::kernel::Kernel;
+use crate::host::{mapper_path, Host};
+use crate::kernel::{Kernel, State};
 use crate::ops::{CreateReport, Ops};
 use crate::types::{DevNo, Sectors};
 
@@ -37,6 +39,15 @@ pub struct EraAttachReport {
     pub nr_blocks: u64,
     /// The era being written now.
     pub era: u32,
+    /// The dm-linear slice of the metadata device that dm-era uses (the
+    /// rest holds the tracking record).
+    pub metadata_slice: String,
+    /// Tracking covers every write from this checkpoint on: `era changed
+    /// --since` answers for it and later ones, and refuses earlier ones.
+    pub tracked_since: Checkpoint,
+    /// How the tracking before this attach ended, when the metadata had
+    /// tracked before (the eras before `tracked_since` are a gap).
+    pub previous: Option<String>,
 }
 
 /// What `era_checkpoint` did.
@@ -48,8 +59,12 @@ pub struct EraCheckpoint {
     pub device: String,
     /// The era before the checkpoint.
     pub previous_era: u32,
-    /// The era written from now on: pass it to `era_changed` later.
+    /// The era written from now on.
     pub era: u32,
+    /// `era` with the tracking generation: pass it to `era_changed` later.
+    /// No generation when the metadata has no tracking record (then
+    /// `era_changed` refuses every question anyway).
+    pub checkpoint: Checkpoint,
 }
 
 /// A dm-era interposer, as `era_status` shows it.
@@ -72,6 +87,10 @@ pub struct EraInfo {
     /// What dm-era reports.
     #[serde(flatten)]
     pub status: EraStatus,
+    /// The first checkpoint `era changed --since` answers for.
+    pub tracked_since: Option<Checkpoint>,
+    /// Why it answers for none, when it does not.
+    pub gap: Option<GapReason>,
 }
 
 /// What changed since an era.
@@ -81,8 +100,8 @@ pub struct EraChanges {
     pub name: String,
     /// The tracked device.
     pub device: String,
-    /// The era asked about.
-    pub since: u32,
+    /// The checkpoint asked about.
+    pub since: Checkpoint,
     /// The first era after the metadata snapshot that was read: writes from
     /// now on are in this era or later.
     pub era: u32,
@@ -105,6 +124,18 @@ struct Found {
     name: String,
     table: EraTable,
     dev: Option<DevNo>,
+}
+
+/// The uuid prefix of the dm-linear slice of a metadata device that dm-era
+/// gets: `INTERPOSER-ERAMETA-MAJ:MIN-NAME` (tracked device, era name).
+pub const META_UUID_PREFIX: &str = "INTERPOSER-ERAMETA-";
+
+/// Where a tracking record lives: the whole metadata device.
+struct RecordAt {
+    meta: DevNo,
+    size: Sectors,
+    /// The dm-linear slice dm-era uses, when there is one.
+    slice: Option<String>,
 }
 
 impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
@@ -146,17 +177,23 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
         let block = era::block_sectors(block_bytes, size)?;
         let nr = era::nr_blocks(size, block);
         let need = era::metadata_bytes_needed(nr);
-        let have = self.host.sectors(meta)?.bytes();
+        let meta_size = self.host.sectors(meta)?;
+        let slice_len = record::area_start(meta_size);
+        let have = slice_len.bytes();
         let meta_label = self.device_label(meta);
         if have < need {
             return Err(Error::EraMetadataTooSmall {
                 dev: meta_label,
-                have,
-                need,
+                have: meta_size.bytes(),
+                need: need + record::RESERVED,
                 blocks: nr,
             });
         }
-        self.check_fresh_metadata(meta, metadata, block)?;
+        let file = self.host.open_direct(meta, true)?;
+        let (start, stored) = self.check_fresh_metadata(&file, meta, metadata, block)?;
+        let fresh = start.is_none();
+        let start = start.unwrap_or(0);
+        let identity = self.host.identity(dev)?;
         let name = match name {
             Some(n) => n.to_string(),
             None => format!(
@@ -167,42 +204,125 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
                 )
             ),
         };
+        // The record first: an epoch that begins at an era no later than
+        // the first one dm-era will write in (it only ever counts up).  If
+        // the attach fails, the record shows an open epoch with no dm-era
+        // on the device, which `era changed` refuses as a gap.
+        let io = |what: &str| {
+            let what = format!("cannot {what} the tracking record on {meta_label}");
+            move |source| Error::Io { what, source }
+        };
+        let (mut rec, seq, previous) = match stored {
+            // dm-era's metadata goes on: so does its record.
+            Some(s) if !fresh && s.record.block_sectors == block.0 => {
+                let previous = describe_end(&s.record, &identity);
+                (s.record, s.seq, previous)
+            }
+            // dm-era formats the metadata: a new generation, whose eras
+            // have nothing to do with those of an old record.
+            other => (
+                TrackingRecord {
+                    generation: record::new_generation().map_err(io("draw a generation for"))?,
+                    device: identity.clone(),
+                    block_sectors: block.0,
+                    epochs: Vec::new(),
+                },
+                other.map_or(0, |s| s.seq),
+                None,
+            ),
+        };
+        rec.device = identity;
+        rec.begin(start);
+        record::write(&file, meta_size, &rec, seq + 1).map_err(io("write"))?;
+        drop(file);
+
+        let slice_name = format!("{name}-meta");
+        check_name(&slice_name)?;
+        let slice_table = Table {
+            lines: vec![TableLine {
+                start: Sectors(0),
+                length: slice_len,
+                target: "linear".into(),
+                args: vec![Arg::Plain(meta.to_string()), Arg::Plain("0".into())],
+            }],
+        };
+        let mut undo = Vec::new();
+        let uuid = format!("{META_UUID_PREFIX}{dev}-{name}");
+        let (slice, _, _) = match self.dm_live(&slice_name, &uuid, &slice_table, &mut undo) {
+            Ok(x) => x,
+            Err(e) => return Err(self.undo(e, undo)),
+        };
         let table = Table {
             lines: vec![TableLine {
                 start: Sectors(0),
                 length: size,
                 target: "era".into(),
                 args: vec![
-                    Arg::Plain(meta.to_string()),
+                    Arg::Plain(slice.to_string()),
                     Arg::Interpose(InterposePath::new(device)),
                     Arg::Plain(block.to_string()),
                 ],
             }],
         };
-        let create = self.create(&name, &table)?;
+        let create = match self.create(&name, &table) {
+            Ok(c) => c,
+            Err(e) => return Err(self.undo(e, undo)),
+        };
         let era = self.era_status_of(&name)?.era;
         Ok(EraAttachReport {
             create,
             metadata: meta_label,
+            metadata_slice: slice_name,
             block_sectors: block,
             block_bytes: block.bytes(),
             nr_blocks: nr,
             era,
+            tracked_since: Checkpoint {
+                era: start,
+                generation: Some(rec.generation),
+            },
+            previous,
         })
     }
 
     /// Block 0 of the metadata device must be zeros (dm-era formats it) or
-    /// dm-era metadata with the same block size (dm-era reuses it).
-    fn check_fresh_metadata(&self, meta: DevNo, path: &Path, block: Sectors) -> Result<()> {
+    /// dm-era metadata with the same block size and our tracking record
+    /// (dm-era reuses it).  The era a new epoch starts at: past every
+    /// checkpoint of the epochs before (`None`: dm-era formats the metadata
+    /// and counts from the start, in a new generation); and the record when
+    /// there is one.
+    fn check_fresh_metadata(
+        &self,
+        file: &std::fs::File,
+        meta: DevNo,
+        path: &Path,
+        block: Sectors,
+    ) -> Result<(Option<u32>, Option<record::Stored>)> {
         let foreign = |what: String| Error::EraMetadataForeign {
             dev: self.device_label(meta),
             dev_path: path.display().to_string(),
             what,
         };
-        let file = self.host.open_direct(meta)?;
-        match Metadata::open(&file) {
-            Err(MetaError::Blank) => Ok(()),
-            Ok(md) if md.superblock.data_block_size as u64 == block.0 => Ok(()),
+        let stored = record::read(file, self.host.sectors(meta)?).map_err(|source| Error::Io {
+            what: format!("cannot read {}", self.device_label(meta)),
+            source,
+        })?;
+        match Metadata::open(file) {
+            // Fresh metadata: dm-era formats it and starts counting.
+            Err(MetaError::Blank) => Ok((None, stored)),
+            Ok(md) if md.superblock.data_block_size as u64 == block.0 => match stored {
+                // dm-era commits its superblock at every checkpoint, so no
+                // checkpoint ever handed out is past the era it records; it
+                // rolls over once more when it resumes, before any write.
+                Some(s) => Ok((
+                    Some(md.superblock.current_era.saturating_add(1)),
+                    Some(s),
+                )),
+                None => Err(Error::EraMetadataNoRecord {
+                    dev: self.device_label(meta),
+                    dev_path: path.display().to_string(),
+                }),
+            },
             Ok(md) => Err(foreign(format!(
                 "holds dm-era metadata for blocks of {} sectors, not {} (dm-era cannot change the block size)",
                 md.superblock.data_block_size, block.0
@@ -225,7 +345,7 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
     /// ```no_run
     /// # fn main() -> Result<(), blk_interposer::Error> {
     /// let ops = blk_interposer::Ops::system()?;
-    /// let since = ops.era_checkpoint("vdb1")?.era;
+    /// let since = ops.era_checkpoint("vdb1")?.checkpoint; // keep it with the backup
     /// // ... writes ...
     /// let changes = ops.era_changed("vdb1", since)?;
     /// # Ok(()) }
@@ -235,45 +355,80 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
         let before = self.era_status_of(&f.name)?.era;
         self.dm.message(&f.name, "checkpoint")?;
         let after = self.era_status_of(&f.name)?.era;
+        let generation = self
+            .read_record(&self.record_at(&f))
+            .map(|s| s.record.generation);
         Ok(EraCheckpoint {
             device: self.era_device_label(&f),
             name: f.name,
             previous_era: before,
             era: after,
+            checkpoint: Checkpoint {
+                era: after,
+                generation,
+            },
         })
     }
 
-    /// The byte ranges of the dm-era interposer of `what` written in era
-    /// `since` or later: the same blocks `era_invalidate --written-since
-    /// SINCE --metadata-snapshot` lists.  Takes a metadata snapshot (which
+    /// The byte ranges of the dm-era interposer of `what` written since
+    /// checkpoint `since`: the same blocks `era_invalidate --written-since
+    /// ERA --metadata-snapshot` lists.  Takes a metadata snapshot (which
     /// starts a new era), reads dm-era's metadata from the metadata device
     /// itself, and drops the snapshot again, also when reading fails.
+    ///
+    /// Never a short list: when tracking has a gap since `since` (dm-era
+    /// was detached and attached again, the metadata was formatted anew or
+    /// moved to another device, the device changed, or dm-era is not on
+    /// the device's I/O path now), it fails with [`Error::EraGap`], which
+    /// [`Error::is_tracking_gap`] tells apart: take a full backup then.
     ///
     /// ```no_run
     /// # fn main() -> Result<(), blk_interposer::Error> {
     /// let ops = blk_interposer::Ops::system()?;
-    /// let c = ops.era_changed("/dev/vdb1", 3)?;
-    /// for r in &c.ranges {
-    ///     println!("copy {} bytes at offset {}", r.length, r.offset);
+    /// match ops.era_changed("/dev/vdb1", "3@3f9a1c02d4e5b6a7".parse().unwrap()) {
+    ///     Ok(c) => {
+    ///         for r in &c.ranges {
+    ///             println!("copy {} bytes at offset {}", r.length, r.offset);
+    ///         }
+    ///     }
+    ///     Err(e) if e.is_tracking_gap() => println!("full backup needed: {e}"),
+    ///     Err(e) => return Err(e),
     /// }
-    /// println!("next time: --since {}", c.era);
     /// # Ok(()) }
     /// ```
-    pub fn era_changed(&self, what: &str, since: u32) -> Result<EraChanges> {
+    pub fn era_changed(&self, what: &str, since: Checkpoint) -> Result<EraChanges> {
         let f = self.find_era(what)?;
+        let covered = self
+            .tracked_since(&f)
+            .and_then(|(start, generation, before)| match since.generation {
+                Some(asked) if asked != generation => Err(GapReason::OtherGeneration {
+                    asked,
+                    have: generation,
+                }),
+                _ if since.era < start => Err(before),
+                _ => Ok(()),
+            });
+        if let Err(reason) = covered {
+            return Err(Error::EraGap {
+                dev: self.era_device_label(&f),
+                since,
+                reason,
+            });
+        }
         if self.era_status_of(&f.name)?.metadata_snap.is_some() {
             return Err(Error::EraSnapHeld { name: f.name });
         }
-        let file = self.host.open_direct(f.table.metadata)?;
+        let meta = self.record_at(&f).meta;
+        let file = self.host.open_direct(meta, false)?;
         self.dm.message(&f.name, "take_metadata_snap")?;
         let read = (|| {
             let md = Metadata::open(&file)?;
             let snap = md.snapshot()?;
-            let marked = md.written_since(&snap, since)?;
+            let marked = md.written_since(&snap, since.era)?;
             Ok((snap, marked))
         })()
         .map_err(|source| Error::EraMetadata {
-            dev: self.device_label(f.table.metadata),
+            dev: self.device_label(meta),
             source,
         });
         let dropped = self.dm.message(&f.name, "drop_metadata_snap");
@@ -313,11 +468,24 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
     pub fn era_status(&self, what: &str) -> Result<EraInfo> {
         let f = self.find_era(what)?;
         let status = self.era_status_of(&f.name)?;
+        let (tracked_since, gap) = match self.tracked_since(&f) {
+            Ok((era, generation, _)) => (
+                Some(Checkpoint {
+                    era,
+                    generation: Some(generation),
+                }),
+                None,
+            ),
+            Err(why) => (None, Some(why)),
+        };
+        let metadata_dev = self.record_at(&f).meta;
         Ok(EraInfo {
+            tracked_since,
+            gap,
             device: self.era_device_label(&f),
             dev: f.dev.unwrap_or_default(),
-            metadata: self.device_label(f.table.metadata),
-            metadata_dev: f.table.metadata,
+            metadata: self.device_label(metadata_dev),
+            metadata_dev,
             block_sectors: f.table.block,
             block_bytes: f.table.block.bytes(),
             status,
@@ -337,7 +505,164 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
                 _ => {}
             }
         }
-        self.remove(&f.name)
+        let era = self.era_status_of(&f.name)?.era;
+        let report = self.remove(&f.name)?;
+        // Writes from now on are tracked by nothing: the epoch ends here.
+        let at = self.record_at(&f);
+        let ended = (|| {
+            let file = self.host.open_direct(at.meta, true)?;
+            let io = |source| Error::Io {
+                what: format!(
+                    "cannot update the tracking record on {}",
+                    self.device_label(at.meta)
+                ),
+                source,
+            };
+            if let Some(mut s) = record::read(&file, at.size).map_err(io)? {
+                s.record.end_detached(era);
+                record::write(&file, at.size, &s.record, s.seq + 1).map_err(io)?;
+            }
+            Ok(())
+        })();
+        let slice = at.slice.map_or(Ok(()), |n| {
+            let devno = self.dm.devno(&n)?;
+            self.dm.remove(&n)?;
+            if let Some(d) = devno {
+                let _ = self.host.remove_node(&mapper_path(&n), d);
+            }
+            Ok(())
+        });
+        ended.and(slice).map(|()| report)
+    }
+
+    /// The metadata device (and its size) that holds the record of `f`:
+    /// behind our dm-linear slice, or the era table's metadata device itself.
+    fn record_at(&self, f: &Found) -> RecordAt {
+        let own = |meta: DevNo| RecordAt {
+            meta,
+            size: self.host.sectors(meta).unwrap_or(Sectors(0)),
+            slice: None,
+        };
+        let Ok(Some(name)) = self.dm.name_of(f.table.metadata) else {
+            return own(f.table.metadata);
+        };
+        let ours = matches!(self.dm.uuid(&name), Ok(Some(u)) if u.starts_with(META_UUID_PREFIX));
+        let under = self
+            .dm
+            .table(&name)
+            .ok()
+            .and_then(|t| match t.lines.as_slice() {
+                [l] if l.target == "linear" && l.params().ends_with(" 0") => {
+                    t.plain_args().next().and_then(|a| a.parse::<DevNo>().ok())
+                }
+                _ => None,
+            });
+        match under {
+            Some(meta) if ours => RecordAt {
+                slice: Some(name),
+                ..own(meta)
+            },
+            _ => own(f.table.metadata),
+        }
+    }
+
+    /// The record behind `at`, if it reads.
+    fn read_record(&self, at: &RecordAt) -> Option<record::Stored> {
+        let file = self.host.open_direct(at.meta, false).ok()?;
+        record::read(&file, at.size).ok().flatten()
+    }
+
+    /// The first era that tracking covers without a gap up to now, its
+    /// generation, and the reason that applies to eras before it; or why it
+    /// covers none.
+    fn tracked_since(&self, f: &Found) -> std::result::Result<(u32, u64, GapReason), GapReason> {
+        let Some(rec) = self.read_record(&self.record_at(f)).map(|s| s.record) else {
+            return Err(GapReason::NoRecord);
+        };
+        let Some(epoch) = rec.open_epoch() else {
+            return Err(match rec.epochs.last().map(|e| e.end) {
+                Some(EpochEnd::Detached { era }) => GapReason::Ended { era },
+                _ => GapReason::NoRecord,
+            });
+        };
+        let Some(dev) = f.dev else {
+            return Err(GapReason::NotInPath {
+                now: "the device it tracks is not interposed".into(),
+            });
+        };
+        let now = self
+            .host
+            .identity(dev)
+            .map_err(|e| GapReason::DeviceChanged {
+                what: format!("cannot tell: {e}"),
+            })?;
+        if let Some(what) = rec.device.differs(&now) {
+            return Err(GapReason::DeviceChanged { what });
+        }
+        self.in_path(f, dev)?;
+        let n = rec.epochs.len();
+        let previous = match n.checked_sub(2).map(|i| rec.epochs[i].end) {
+            Some(EpochEnd::Detached { era }) => format!("after `era detach` at era {era}"),
+            Some(EpochEnd::Open) => {
+                "after tracking ended without a detach: a crash, a power cut or a reboot".into()
+            }
+            None => "when it was first attached".into(),
+        };
+        Ok((
+            epoch.start_era,
+            rec.generation,
+            GapReason::Restarted {
+                start: epoch.start_era,
+                previous,
+            },
+        ))
+    }
+
+    /// dm-era of `f` must be on `dev`'s I/O path now: `dev` attached to it,
+    /// or to a dm device stacked on it (a snapshot-origin).
+    fn in_path(&self, f: &Found, dev: DevNo) -> std::result::Result<(), GapReason> {
+        let era_dev = self.dm.devno(&f.name).ok().flatten();
+        let status = self
+            .kernel
+            .status(dev)
+            .map_err(|e| GapReason::NotInPath { now: e.to_string() })?;
+        let top = match (status.state, status.interposer) {
+            (State::Attached, Some(i)) => i,
+            (State::Gone, _) => {
+                return Err(GapReason::NotInPath {
+                    now: "the device is gone".into(),
+                })
+            }
+            _ => {
+                return Err(GapReason::NotInPath {
+                    now: "the device is on no interposer".into(),
+                })
+            }
+        };
+        let mut todo = vec![top];
+        let mut seen = Vec::new();
+        while let Some(d) = todo.pop() {
+            if Some(d) == era_dev {
+                return Ok(());
+            }
+            if seen.contains(&d) || seen.len() > 64 {
+                continue;
+            }
+            seen.push(d);
+            todo.extend(self.dm.deps(d).unwrap_or_default());
+        }
+        let name = self
+            .dm
+            .name_of(top)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| top.to_string());
+        Err(GapReason::NotInPath {
+            now: format!(
+                "the device is attached to `{name}`, which does not stack on `{}`",
+                f.name
+            ),
+        })
     }
 
     fn era_device_label(&self, f: &Found) -> String {
@@ -419,10 +744,28 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
     }
 }
 
+/// How the epoch before the one that begins now ended, in words, when the
+/// record had one.
+fn describe_end(rec: &TrackingRecord, now: &record::DeviceIdentity) -> Option<String> {
+    let last = rec.epochs.last()?;
+    let mut s = match last.end {
+        EpochEnd::Detached { era } => format!("tracking ended with `era detach` at era {era}"),
+        EpochEnd::Open => format!(
+            "tracking since era {} ended without a detach (a crash, a power cut or a reboot)",
+            last.start_era
+        ),
+    };
+    if let Some(what) = rec.device.differs(now) {
+        s.push_str(&format!("; the metadata tracked another device ({what})"));
+    }
+    Some(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::era::meta::image;
+    use crate::era::record::DeviceIdentity;
     use crate::ops::mock::{Mock, DEV, META, OTHER};
 
     fn ops(m: &Mock) -> Ops<&Mock, &Mock, &Mock> {
@@ -444,8 +787,43 @@ mod tests {
             IMAGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         std::fs::write(&p, img).unwrap();
+        // As big as vdd, sparse: the tracking record lives at its end.
+        let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        f.set_len(Sectors(1 << 17).bytes()).unwrap();
         *m.image.borrow_mut() = Some(p.clone());
         (m, p)
+    }
+
+    /// Change the tracking record in the image at `p` (vdd).
+    fn edit_record(p: &Path, f: impl FnOnce(&mut TrackingRecord)) {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(p)
+            .unwrap();
+        let size = Sectors(1 << 17);
+        let mut s = record::read(&file, size).unwrap().expect("a record");
+        f(&mut s.record);
+        record::write(&file, size, &s.record, s.seq + 1).unwrap();
+    }
+
+    /// A record as `era attach` writes it, for metadata made before.
+    fn seed_record(p: &Path, generation: u64, start: u32) {
+        let file = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+        let rec = TrackingRecord {
+            generation,
+            device: DeviceIdentity {
+                sectors: 1 << 20,
+                serial: Some(format!("mock-{DEV}")),
+                ..DeviceIdentity::default()
+            },
+            block_sectors: 128,
+            epochs: vec![record::Epoch {
+                start_era: start,
+                end: EpochEnd::Open,
+            }],
+        };
+        record::write(&file, Sectors(1 << 17), &rec, 1).unwrap();
     }
 
     static IMAGES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -460,11 +838,22 @@ mod tests {
         let (m, p) = with_image(&image::blank(1));
         let r = attach(&m, 64 << 10).unwrap();
         assert_eq!(r.create.name, "vdb-era");
-        assert_eq!(r.create.table, "0 1048576 era 254:48 252:0 128\n");
+        assert_eq!(r.metadata_slice, "vdb-era-meta");
+        // dm-era gets vdd less its last 64 KiB, through a dm-linear slice.
+        assert_eq!(
+            m.tables.borrow()["vdb-era-meta"].to_string(),
+            "0 130944 linear 254:48 0\n"
+        );
+        assert_eq!(
+            m.uuids.borrow()["vdb-era-meta"],
+            "INTERPOSER-ERAMETA-254:16-vdb-era"
+        );
+        assert_eq!(r.create.table, "0 1048576 era 253:0 252:0 128\n");
         assert_eq!(
             (r.block_sectors, r.nr_blocks, r.era),
             (Sectors(128), 8192, 1)
         );
+        assert_eq!((r.tracked_since.era, r.previous.as_deref()), (0, None));
         // A second attach finds it interposed.
         let e = attach(&m, 64 << 10).unwrap_err().to_string();
         assert!(e.contains("already exists"), "{e}");
@@ -505,7 +894,23 @@ mod tests {
         let (m, p) = with_image(&image::with_snapshot(&[0; 4], 1, &[]));
         let e = attach(&m, 4096).unwrap_err().to_string();
         assert!(e.contains("blocks of 128 sectors, not 8"), "{e}");
-        assert!(attach(&m, 64 << 10).is_ok(), "same block size: reused");
+        // The same block size, but no tracking record: nothing says since
+        // when its eras cover every write.
+        let e = attach(&m, 64 << 10).unwrap_err().to_string();
+        assert!(
+            e.contains("no tracking record") && e.contains("dd if=/dev/zero of=/dev/vdd"),
+            "{e}"
+        );
+        seed_record(&p, 7, 1);
+        let r = attach(&m, 64 << 10).unwrap();
+        assert_eq!(
+            (r.tracked_since.to_string(), r.previous.as_deref()),
+            (
+                "3@0000000000000007".to_string(),
+                Some("tracking since era 1 ended without a detach (a crash, a power cut or a reboot)")
+            ),
+            "reused: the eras go on, the generation stays, a new epoch at the current era"
+        );
         assert!(m
             .calls()
             .iter()
@@ -520,11 +925,15 @@ mod tests {
         eras[11] = 3;
         eras[8191] = 1;
         let (m, p) = with_image(&image::with_snapshot(&eras, 4, &[12, 40]));
+        seed_record(&p, 0xa1, 1);
         attach(&m, 64 << 10).unwrap();
+        // As if tracking had been continuous since era 1 (the image's eras).
+        edit_record(&p, |r| r.epochs.last_mut().unwrap().start_era = 1);
         let c = ops(&m).era_checkpoint("vdb").unwrap();
         assert_eq!((c.name.as_str(), c.previous_era, c.era), ("vdb-era", 1, 2));
+        assert_eq!(c.checkpoint.to_string(), "2@00000000000000a1");
         assert_eq!(c.device, "/dev/vdb");
-        let ch = ops(&m).era_changed("/dev/vdb", 2).unwrap();
+        let ch = ops(&m).era_changed("/dev/vdb", c.checkpoint).unwrap();
         let blocks: Vec<(u32, u32)> = ch.ranges.iter().map(|r| (r.begin, r.end)).collect();
         assert_eq!(blocks, [(10, 13), (40, 41)]);
         assert_eq!((ch.changed_blocks, ch.changed_bytes), (4, 4 * 65536));
@@ -547,12 +956,20 @@ mod tests {
             ]
         );
         assert_eq!(m.eras.borrow()["vdb-era"].1, None, "snapshot dropped");
-        assert_eq!(ops(&m).era_changed("vdb-era", 4).unwrap().changed_blocks, 2);
+        let since4 = "4".parse().unwrap();
+        assert_eq!(
+            ops(&m)
+                .era_changed("vdb-era", since4)
+                .unwrap()
+                .changed_blocks,
+            2
+        );
         let s = ops(&m).era_status("vdb-era").unwrap();
         assert_eq!(
             (s.status.era, s.metadata_dev, s.block_bytes),
             (4, META, 65536)
         );
+        assert_eq!(s.tracked_since.unwrap().to_string(), "1@00000000000000a1");
         // A snapshot-origin stacked on top takes the device's bios: refused.
         m.dms
             .borrow_mut()
@@ -564,9 +981,26 @@ mod tests {
             e.starts_with("`snap-vdb-origin` is stacked on `vdb-era`"),
             "{e}"
         );
+        // While the origin does not stack on era, era misses the writes.
+        let e = ops(&m).era_changed("vdb", since4).unwrap_err();
+        assert!(e.is_tracking_gap());
+        assert!(
+            e.to_string()
+                .contains("attached to `snap-vdb-origin`, which does not stack on `vdb-era`"),
+            "{e}"
+        );
+        // Stacked on era, it is in the path.
+        m.deps
+            .borrow_mut()
+            .insert(DevNo::new(253, 9), vec![DevNo::new(253, 1)]);
+        assert!(ops(&m).era_changed("vdb", since4).is_ok());
         m.lowers.borrow_mut().get_mut(&DEV).unwrap().interposer = saved;
         let r = ops(&m).era_detach("vdb").unwrap();
         assert_eq!((r.name.as_str(), r.dev), ("vdb-era", DEV));
+        assert!(
+            m.calls().iter().any(|c| c == "dm_remove vdb-era-meta"),
+            "the slice goes with it"
+        );
         let e = ops(&m).era_checkpoint("vdb").unwrap_err().to_string();
         assert!(
             e.contains("has no dm-era interposer; attach one with `interposer era attach vdb"),
@@ -579,7 +1013,8 @@ mod tests {
     fn changed_drops_the_snapshot_when_reading_fails_and_refuses_a_held_one() {
         let (m, p) = with_image(&image::blank(1));
         attach(&m, 64 << 10).unwrap();
-        let e = ops(&m).era_changed("vdb", 1).unwrap_err().to_string();
+        let one = "1".parse().unwrap();
+        let e = ops(&m).era_changed("vdb", one).unwrap_err().to_string();
         assert!(
             e.starts_with("cannot read the dm-era metadata on /dev/vdd: block 0 is all zeros"),
             "{e}"
@@ -590,10 +1025,101 @@ mod tests {
             "dropped after the error"
         );
         m.eras.borrow_mut().get_mut("vdb-era").unwrap().1 = Some(9);
-        let e = ops(&m).era_changed("vdb", 1).unwrap_err().to_string();
+        let e = ops(&m).era_changed("vdb", one).unwrap_err().to_string();
         assert!(
             e.contains("already holds a metadata snapshot")
                 && e.contains("dmsetup message vdb-era 0 drop_metadata_snap"),
+            "{e}"
+        );
+        std::fs::remove_file(p).unwrap();
+    }
+
+    #[test]
+    fn a_gap_in_tracking_is_an_error_never_a_short_list() {
+        let (m, p) = with_image(&image::with_snapshot(&[0; 8192], 4, &[12]));
+        seed_record(&p, 0xa1, 1);
+        let r = attach(&m, 64 << 10).unwrap();
+        assert_eq!(r.tracked_since.to_string(), "6@00000000000000a1");
+        let gap = |since: &str| {
+            let e = ops(&m)
+                .era_changed("vdb", since.parse().unwrap())
+                .unwrap_err();
+            assert!(e.is_tracking_gap(), "{e}");
+            e.to_string()
+        };
+        // Before this attach nothing says every write was tracked.
+        // Not even the era that was current when it ended (5, the image's).
+        let e = gap("5@00000000000000a1");
+        assert!(
+            e.starts_with("cannot list the changes of /dev/vdb since era 5@00000000000000a1: tracking began again at era 6 (after tracking ended without a detach: a crash, a power cut or a reboot)")
+                && e.ends_with("take a full backup (and a new checkpoint)"),
+            "{e}"
+        );
+        assert!(gap("5").contains("tracking began again at era 6"));
+        // Another formatting of the metadata.
+        assert!(gap("9@00000000000000b2")
+            .contains("generation 00000000000000b2, the metadata is of 00000000000000a1"));
+        assert!(ops(&m)
+            .era_changed("vdb", "6@00000000000000a1".parse().unwrap())
+            .is_ok());
+        // The device changed under the metadata (a resize, another disk).
+        m.identities.borrow_mut().insert(
+            DEV,
+            DeviceIdentity {
+                sectors: 1 << 21,
+                ..Mock::new().identity(DEV).unwrap()
+            },
+        );
+        assert!(gap("6").contains("size 1048576 -> 2097152 sectors"));
+        m.identities.borrow_mut().clear();
+        // Detached: nothing tracks; attached again: a new epoch.
+        ops(&m).era_detach("vdb").unwrap();
+        let at = m.calls().len();
+        let e = attach(&m, 64 << 10).unwrap();
+        assert!(m.calls()[at..]
+            .iter()
+            .any(|c| c.starts_with("dm_create vdb-era-meta")));
+        assert!(
+            e.previous
+                .unwrap()
+                .starts_with("tracking ended with `era detach` at era"),
+            "the report says why earlier checkpoints are refused"
+        );
+        // The era current at the detach (the mock's status says 1; the
+        // image's metadata says 5): refused, the new epoch starts past it.
+        assert!(gap("5@00000000000000a1").contains("after `era detach` at era"));
+        // A raw era table (interposer create) has no record: refused.
+        let (m2, p2) = with_image(&image::blank(1));
+        ops(&m2)
+            .create(
+                "vdb-raw",
+                &"0 1048576 era 254:48 [interpose]/dev/vdb 128"
+                    .parse()
+                    .unwrap(),
+            )
+            .unwrap();
+        let e = ops(&m2)
+            .era_changed("vdb", "1".parse().unwrap())
+            .unwrap_err();
+        assert!(e.to_string().contains("no tracking record"), "{e}");
+        std::fs::remove_file(p).unwrap();
+        std::fs::remove_file(p2).unwrap();
+    }
+
+    #[test]
+    fn a_fresh_format_draws_a_new_generation() {
+        let (m, p) = with_image(&image::blank(1));
+        seed_record(&p, 0xa1, 3);
+        // Block 0 zeroed but the old record still there: dm-era formats
+        // anew and counts from 1 again, so the old checkpoints must not pass.
+        let r = attach(&m, 64 << 10).unwrap();
+        assert_ne!(r.tracked_since.generation, Some(0xa1));
+        let e = ops(&m)
+            .era_changed("vdb", "7@00000000000000a1".parse().unwrap())
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("tracking generation 00000000000000a1"),
             "{e}"
         );
         std::fs::remove_file(p).unwrap();

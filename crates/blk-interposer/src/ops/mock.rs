@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::dm::{DeviceMapper, DmDevice, Table};
+use crate::era::record::DeviceIdentity;
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::kernel::{Counters, Kernel, Lower, State, Status, Switch};
@@ -54,6 +55,8 @@ pub struct Mock {
     pub sizes: RefCell<HashMap<DevNo, Sectors>>,
     /// Loop devices made by `loop_create`, with their files.
     pub loops: RefCell<BTreeMap<DevNo, PathBuf>>,
+    /// Identities that override the default of `identity`.
+    pub identities: RefCell<HashMap<DevNo, DeviceIdentity>>,
     next_minor: RefCell<u32>,
 }
 
@@ -359,12 +362,29 @@ impl Host for Mock {
             _ => Ok(Sectors(2048)),
         }
     }
-    fn open_direct(&self, dev: DevNo) -> Result<std::fs::File> {
-        self.call("open_direct", dev.to_string())?;
+    fn open_direct(&self, dev: DevNo, write: bool) -> Result<std::fs::File> {
+        self.call(
+            "open_direct",
+            format!("{dev}{}", if write { " rw" } else { "" }),
+        )?;
         let p = self.image.borrow().clone().expect("a test image");
-        std::fs::File::open(&p).map_err(|source| Error::Io {
-            what: p.display().to_string(),
-            source,
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(write)
+            .open(&p)
+            .map_err(|source| Error::Io {
+                what: p.display().to_string(),
+                source,
+            })
+    }
+    fn identity(&self, dev: DevNo) -> Result<DeviceIdentity> {
+        if let Some(id) = self.identities.borrow().get(&dev) {
+            return Ok(id.clone());
+        }
+        Ok(DeviceIdentity {
+            sectors: self.sectors(dev)?.0,
+            serial: Some(format!("mock-{dev}")),
+            ..DeviceIdentity::default()
         })
     }
     fn zero_start(&self, path: &Path, len: Sectors) -> Result<()> {

@@ -175,6 +175,9 @@ pub struct SnapshotRemoveReport {
     pub name: String,
     /// The devices, now back on their own (or on their old interposer).
     pub devices: Vec<String>,
+    /// For each of `devices`, the dm name of the interposer it went back
+    /// to (the era device the group stacked on), or `None`: on its own.
+    pub back_on: Vec<Option<String>>,
     /// How many devices the SWITCH moved back (0 when none was attached).
     pub switched: usize,
     /// The dm devices removed.
@@ -751,6 +754,18 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
         let mut report = SnapshotRemoveReport {
             name: name.into(),
             devices: parts.keys().map(|&d| self.device_label(d)).collect(),
+            back_on: back
+                .values()
+                .map(|to| {
+                    to.map(|x| {
+                        self.dm
+                            .name_of(x)
+                            .ok()
+                            .flatten()
+                            .unwrap_or_else(|| x.to_string())
+                    })
+                })
+                .collect(),
             switched: moves.len(),
             removed: Vec::new(),
             cow_files_removed: Vec::new(),

@@ -44,7 +44,17 @@ fn attach_human(r: &EraAttachReport) -> Vec<String> {
             r.nr_blocks,
             output::size(r.block_sectors.0)
         ),
-        format!("metadata: {}", r.metadata),
+        format!(
+            "metadata: {} (dm-era on {}, the tracking record in its last 64 KiB)",
+            r.metadata, r.metadata_slice
+        ),
+        match &r.previous {
+            Some(p) => format!(
+                "tracked from {} on; before that, {p}: changes since an earlier checkpoint are refused (take a full backup)",
+                r.tracked_since
+            ),
+            None => format!("tracked from {} on", r.tracked_since),
+        },
         format!("next: `interposer era checkpoint {}`", r.create.name),
     ]
 }
@@ -56,8 +66,8 @@ fn checkpoint(a: EraDeviceArgs, json: bool) -> anyhow::Result<()> {
     if json {
         return output::json(&r);
     }
-    // The bare number, for `E=$(interposer era checkpoint vdb1)`.
-    output::lines([r.era.to_string()])
+    // The checkpoint alone, for `E=$(interposer era checkpoint vdb1)`.
+    output::lines([r.checkpoint.to_string()])
 }
 
 fn changed(a: EraChangedArgs, json: bool) -> anyhow::Result<()> {
@@ -114,6 +124,16 @@ fn status_human(r: &EraInfo) -> Vec<String> {
         ),
         ("era", r.status.era.to_string()),
         (
+            "tracked since",
+            match (&r.tracked_since, &r.gap) {
+                (Some(c), _) => {
+                    format!("{c} (changes since it or later checkpoints can be listed)")
+                }
+                (None, Some(g)) => format!("no checkpoint: {g}"),
+                (None, None) => "unknown".into(),
+            },
+        ),
+        (
             "metadata use",
             format!(
                 "{}/{} blocks of 4 KiB",
@@ -128,7 +148,7 @@ fn status_human(r: &EraInfo) -> Vec<String> {
         ),
     ]
     .into_iter()
-    .map(|(k, v)| format!("{:<14}{v}", format!("{k}:")))
+    .map(|(k, v)| format!("{:<15}{v}", format!("{k}:")))
     .collect()
 }
 
@@ -153,7 +173,7 @@ mod tests {
         let r = EraChanges {
             name: "vdb1-era".into(),
             device: "/dev/vdb1".into(),
-            since: 3,
+            since: "3@00000000000000a1".parse().unwrap(),
             era: 5,
             block_sectors: Sectors(128),
             block_bytes: 65536,
@@ -169,7 +189,7 @@ mod tests {
         };
         assert_eq!(
             summary(&r),
-            "/dev/vdb1: 1 range(s), 2 of 100 blocks of 64.0 KiB (131072 bytes) written since era 3; writes from now on are in era 5 or later"
+            "/dev/vdb1: 1 range(s), 2 of 100 blocks of 64.0 KiB (131072 bytes) written since era 3@00000000000000a1; writes from now on are in era 5 or later"
         );
         let s = EraInfo {
             name: "vdb1-era".into(),
@@ -185,9 +205,24 @@ mod tests {
                 era: 5,
                 metadata_snap: None,
             },
+            tracked_since: Some("2@00000000000000a1".parse().unwrap()),
+            gap: None,
         };
         let l = status_human(&s);
-        assert_eq!(l[4], "era:          5");
-        assert_eq!(l[6], "snapshot:     -");
+        assert_eq!(l[4], "era:           5");
+        assert_eq!(
+            l[5],
+            "tracked since: 2@00000000000000a1 (changes since it or later checkpoints can be listed)"
+        );
+        assert_eq!(l[7], "snapshot:      -");
+        let s = EraInfo {
+            tracked_since: None,
+            gap: Some(blk_interposer::GapReason::Ended { era: 9 }),
+            ..s
+        };
+        assert_eq!(
+            status_human(&s)[5],
+            "tracked since: no checkpoint: tracking ended at era 9 (`era detach`) and has not begun again"
+        );
     }
 }

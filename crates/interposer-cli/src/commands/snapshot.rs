@@ -8,7 +8,7 @@ use blk_interposer::{
     SnapshotRequest,
 };
 
-use crate::cli::{RemoveArgs, SnapshotCommand, SnapshotCreateArgs};
+use crate::cli::{SnapshotCommand, SnapshotCreateArgs, SnapshotRemoveArgs};
 use crate::output;
 
 pub fn exec(cmd: SnapshotCommand, json: bool) -> anyhow::Result<()> {
@@ -77,7 +77,7 @@ fn ls(json: bool) -> anyhow::Result<()> {
     }
 }
 
-fn remove(args: RemoveArgs, json: bool) -> anyhow::Result<()> {
+fn remove(args: SnapshotRemoveArgs, json: bool) -> anyhow::Result<()> {
     let report = super::system()?
         .snapshot_remove(&args.name)
         .with_context(|| format!("cannot remove snapshot group {}", args.name))?;
@@ -146,15 +146,19 @@ fn state(m: &SnapshotMember) -> String {
 }
 
 fn human_remove(r: &SnapshotRemoveReport) -> Vec<String> {
+    let each: Vec<String> = r
+        .devices
+        .iter()
+        .zip(&r.back_on)
+        .map(|(d, on)| match on {
+            Some(i) => format!("{d} back on {i}"),
+            None => format!("{d} back on its own"),
+        })
+        .collect();
     let mut v = vec![format!(
-        "Snapshot group {} removed; {} back on {}.",
+        "Snapshot group {} removed; {}.",
         r.name,
-        r.devices.join(", "),
-        if r.devices.len() == 1 {
-            "its own"
-        } else {
-            "their own"
-        }
+        each.join(", ")
     )];
     for f in &r.cow_files_removed {
         v.push(format!("COW file {} removed.", f.display()));
@@ -235,6 +239,23 @@ mod tests {
                 "bk     /dev/vdb1  /dev/mapper/bk-vdb1-snap  /dev/vdc   1.0 MiB / 128.0 MiB (0.8%)  valid",
                 "bk     /dev/vdb1  /dev/mapper/bk-vdb1-snap  /dev/vdc   -                           invalid: COW store full (overflow)",
             ]
+        );
+    }
+
+    #[test]
+    fn remove_says_where_each_device_went_back_to() {
+        let r = SnapshotRemoveReport {
+            name: "bk".into(),
+            devices: vec!["/dev/vdb1".into(), "/dev/vdb2".into()],
+            back_on: vec![Some("vdb1-era".into()), None],
+            switched: 2,
+            removed: Vec::new(),
+            cow_files_removed: Vec::new(),
+            lowers_removed: Vec::new(),
+        };
+        assert_eq!(
+            human_remove(&r),
+            ["Snapshot group bk removed; /dev/vdb1 back on vdb1-era, /dev/vdb2 back on its own."]
         );
     }
 }
