@@ -266,6 +266,7 @@ fn fix_dir_modes(dir: &Path) -> Result<()> {
 
 /// The module's source for DKMS, dkms.conf, and the scripts that hand it to dkms.
 fn dkms_deb(root: &Path, out: &Path, meta: &Meta) -> Result<PathBuf> {
+    note_module_version(root)?;
     let stage = Stage::new(out, DKMS_PACKAGE)?;
     let src = format!("/usr/src/{DKMS_NAME}-{VERSION}");
     let src_dir = stage.dir.join(src.trim_start_matches('/'));
@@ -281,6 +282,28 @@ fn dkms_deb(root: &Path, out: &Path, meta: &Meta) -> Result<PathBuf> {
     }
     stage.docs(root, meta)?;
     stage.build(root, out, meta, &[])
+}
+
+/// Say so when kmod/main.c's MODULE_VERSION() is neither the package version nor
+/// BLK_INTERPOSER_PKG_VERSION (kmod/Kbuild): `modinfo` would show another version than
+/// `dkms status` and `dpkg -l`.
+fn note_module_version(root: &Path) -> Result<()> {
+    let path = root.join("kmod/main.c");
+    let main = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let line = main
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("MODULE_VERSION("));
+    if let Some(line) = line {
+        if !line.contains("BLK_INTERPOSER_PKG_VERSION") && !line.contains(&format!("\"{VERSION}\""))
+        {
+            println!(
+                "package: note: kmod/main.c has `{line}` but the package version is {VERSION}; \
+                 `MODULE_VERSION(BLK_INTERPOSER_PKG_VERSION);` makes modinfo show it"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The tool, its man pages and completions, the udev rule and the LVM example.
