@@ -436,7 +436,39 @@ fn lintian(debs: &[PathBuf]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::unfilled;
+    use super::*;
+
+    #[test]
+    fn one_man_page_per_verb_from_the_clap_definitions() {
+        let meta = Meta {
+            deb_version: format!("{VERSION}-1"),
+            maintainer: "M <m@example.org>".into(),
+            commit: "abc".into(),
+            date: "Tue, 1 Dec 2026 12:00:00 +0000".into(),
+            day: "2026-12-01".into(),
+        };
+        let pages = man_pages(interposer_cli::cli::Cli::command(), &meta).unwrap();
+        let names: Vec<&str> = pages.iter().map(|(n, _)| n.as_str()).collect();
+        for want in [
+            "interposer",
+            "interposer-create",
+            "interposer-remove",
+            "interposer-snapshot",
+            "interposer-snapshot-create",
+            "interposer-era-changed",
+            "interposer-version",
+        ] {
+            assert!(names.contains(&want), "{want} not in {names:?}");
+        }
+        assert!(!names.iter().any(|n| n.ends_with("-help")), "{names:?}");
+        let (_, create) = pages
+            .iter()
+            .find(|(n, _)| n == "interposer-create")
+            .unwrap();
+        let create = String::from_utf8_lossy(create);
+        assert!(create.contains(".TH interposer-create 8"), "{create}");
+        assert!(create.contains("[interpose]"), "{create}");
+    }
 
     #[test]
     fn unfilled_template_variables_are_found_and_addresses_are_not() {
