@@ -184,4 +184,4 @@ module_exit(interposer_exit);
 MODULE_LICENSE("GPL");
 MODULE_AUTHOR("blk-interposer developers");
 MODULE_DESCRIPTION("Redirect the bios of a live block device to a device-mapper target");
-MODULE_VERSION("1.0.0");
+MODULE_VERSION(BLK_INTERPOSER_PKG_VERSION);

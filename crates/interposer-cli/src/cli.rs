@@ -211,8 +211,24 @@ pub struct EraChangedArgs {
     pub device: String,
     /// The checkpoint (ERA@GENERATION, or a bare ERA) from `checkpoint`:
     /// list what was written since.
-    #[arg(long, value_name = "CHECKPOINT")]
-    pub since: blk_interposer::Checkpoint,
+    #[arg(long, value_name = "CHECKPOINT", value_parser = checkpoint)]
+    pub since: String,
+}
+
+/// `ERA@GENERATION` (16 hex digits) or a bare `ERA`, checked here so that a
+/// typo gets clap's usage error; the library parses it into its Checkpoint.
+fn checkpoint(s: &str) -> Result<String, String> {
+    let (era, generation) = s.split_once('@').unwrap_or((s, "0000000000000000"));
+    let ok = era.parse::<u32>().is_ok()
+        && generation.len() == 16
+        && generation.bytes().all(|b| b.is_ascii_hexdigit());
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "`{s}` is not a checkpoint: give what `interposer era checkpoint` printed, ERA@GENERATION (e.g. 12@3f9a1c02d4e5b6a7), or a bare era"
+        ))
+    }
 }
 
 const SWITCH_EXAMPLES: &str = "\
@@ -504,19 +520,13 @@ mod tests {
         let EraCommand::Changed(a) = era(&["era", "changed", "vdb1", "--since", "3"]) else {
             panic!()
         };
-        assert_eq!(
-            (a.device.as_str(), a.since.era, a.since.generation),
-            ("vdb1", 3, None)
-        );
+        assert_eq!((a.device.as_str(), a.since.as_str()), ("vdb1", "3"));
         let EraCommand::Changed(a) =
             era(&["era", "changed", "vdb1", "--since", "7@3f9a1c02d4e5b6a7"])
         else {
             panic!()
         };
-        assert_eq!(
-            (a.since.era, a.since.generation),
-            (7, Some(0x3f9a_1c02_d4e5_b6a7))
-        );
+        assert_eq!(a.since, "7@3f9a1c02d4e5b6a7");
         let e = parse(&["era", "changed", "vdb1", "--since", "7@xyz"])
             .unwrap_err()
             .to_string();

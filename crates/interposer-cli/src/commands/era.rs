@@ -71,8 +71,9 @@ fn checkpoint(a: EraDeviceArgs, json: bool) -> anyhow::Result<()> {
 }
 
 fn changed(a: EraChangedArgs, json: bool) -> anyhow::Result<()> {
+    let since: blk_interposer::Checkpoint = a.since.parse().map_err(anyhow::Error::msg)?;
     let r = super::system()?
-        .era_changed(&a.device, a.since)
+        .era_changed(&a.device, since)
         .with_context(|| format!("cannot list the changes of {}", a.device))?;
     if json {
         return output::json(&r);
