@@ -180,6 +180,12 @@ static int interposer_switch_prepare(struct interposer_move *mv, unsigned int n,
 			return -ENODEV;
 		if (!mv[i].to)
 			continue;
+		/* Before the open: a lower device refuses a plain writer. */
+		if (interposer_find_lower(mv[i].to)) {
+			pr_err("%pg: interposer %u:%u is a lower device\n",
+			       ipd->orig.bdev, MAJOR(mv[i].to), MINOR(mv[i].to));
+			return -ELOOP;
+		}
 		ret = interposer_bdev_open(&mv[i].target, mv[i].to, true);
 		if (ret)
 			return ret;

@@ -9,7 +9,7 @@
 # Reading it still works.
 #
 # How: ext4 on /dev/vdb under fio verify, a linear interposer created live.
-# Each writer must fail with "busy" (the table's exclusive claim for the
+# Each writer must fail "busy" or "in use" (the table's exclusive claim for the
 # O_EXCL openers, the lower device's own refusal of a plain write open for
 # the rest); blkid still finds ext4 on the lower device, fio verifies, the
 # files match their checksums after remove and remount, e2fsck is clean.
@@ -37,8 +37,8 @@ interposer create vdb-lin --table "0 $SZ linear [interpose]/dev/vdb 0" >/dev/nul
 L=/dev/interposer/vdb
 [ -b "$L" ] || _fail "no $L"
 
-_expect_fail "mkfs.ext4 on the lower device" "busy" mkfs.ext4 -q -F "$L"
-_expect_fail "mkfs.ext4 -F -F on the lower device" "busy" mkfs.ext4 -q -F -F "$L"
+_expect_fail "mkfs.ext4 on the lower device" "in use|busy" mkfs.ext4 -q -F "$L"
+_expect_fail "mkfs.ext4 -F -F on the lower device" "in use|busy" mkfs.ext4 -q -F -F "$L"
 _expect_fail "wipefs -a on the lower device" "busy" wipefs -a "$L"
 _expect_fail "wipefs -a -f on the lower device" "busy" wipefs -a -f "$L"
 _expect_fail "blkdiscard on the lower device" "busy" blkdiscard "$L"
