@@ -91,7 +91,7 @@ static void interposer_gate_open(struct interposer_dev *ipd)
 	percpu_ref_resurrect(&ipd->gate);
 	interposer_set_switching(ipd, false);
 	wake_up_all(&ipd->wait);
-	queue_work(system_wq, &ipd->resubmit);
+	queue_work(interposer_wq, &ipd->resubmit);
 }
 
 static void interposer_thaw_logged(struct interposer_dev *ipd)

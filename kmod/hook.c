@@ -156,6 +156,9 @@ static __always_inline bool interposer_remap_to_dm(struct interposer_dev *ipd,
 	target = READ_ONCE(ipd->target.bdev);
 	if (!target || !READ_ONCE(ipd->target_md))
 		return false;
+	/* The clone path turns its EOPNOTSUPP into the EAGAIN promised. */
+	if (unlikely(bio->bi_opf & REQ_NOWAIT) && !bdev_nowait(target))
+		return false;
 	this_cpu_inc(ipd->stats->redirected);
 	interposer_set_dev_rcu(bio, target);
 	return true;
@@ -185,6 +188,16 @@ static void interposer_redirect(struct interposer_dev *ipd, struct bio *bio)
 		/* Detached while we entered: the device takes it directly. */
 		percpu_ref_put(&ipd->gate);
 		submit_bio_noacct(bio);
+		return;
+	}
+	/*
+	 * The device took REQ_NOWAIT, a target without it (dm-era, snapshots,
+	 * cache, thin) would fail it with EOPNOTSUPP: EAGAIN tells the caller
+	 * to retry without it (io_uring does so by itself).
+	 */
+	if (nowait && !bdev_nowait(target)) {
+		percpu_ref_put(&ipd->gate);
+		bio_wouldblock_error(bio);
 		return;
 	}
 	this_cpu_inc(ipd->stats->redirected);

@@ -80,6 +80,12 @@ struct interposer_clone {
 
 /* main.c: registry, under interposer_mutex */
 extern struct mutex interposer_mutex;
+/*
+ * Resubmits the bios parked during a switch: writeback and swap I/O may be
+ * among them, so it has a rescuer and needs no new kworker under memory
+ * pressure.
+ */
+extern struct workqueue_struct *interposer_wq;
 extern struct list_head interposer_devs;
 struct interposer_dev *interposer_find(dev_t dev);
 struct interposer_dev *interposer_find_lower(dev_t lower);

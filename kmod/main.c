@@ -153,12 +153,20 @@ int interposer_dev_destroy(struct interposer_dev *ipd)
 	return 0;
 }
 
+struct workqueue_struct *interposer_wq;
+
 static int __init interposer_init(void)
 {
-	int ret = interposer_ctl_init();
+	int ret;
 
-	if (ret)
+	interposer_wq = alloc_workqueue("blk_interposer", WQ_MEM_RECLAIM, 0);
+	if (!interposer_wq)
+		return -ENOMEM;
+	ret = interposer_ctl_init();
+	if (ret) {
+		destroy_workqueue(interposer_wq);
 		return ret;
+	}
 	pr_info("version %d.%d.%d loaded\n", BLK_INTERPOSER_VERSION_MAJOR,
 		BLK_INTERPOSER_VERSION_MINOR, BLK_INTERPOSER_VERSION_PATCH);
 	return 0;
@@ -177,6 +185,7 @@ static void __exit interposer_exit(void)
 	interposer_hook_exit();
 	/* Tasks preempted in the hook's trampoline, or on their way out of it. */
 	synchronize_rcu_tasks();
+	destroy_workqueue(interposer_wq);
 }
 
 module_init(interposer_init);

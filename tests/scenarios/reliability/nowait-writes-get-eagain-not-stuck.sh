@@ -18,6 +18,9 @@
 # `create`.  Every control command and the writers' stop run under a time
 # limit, so a hang fails the scenario instead of blocking it.  At the end
 # both writers must have stopped cleanly with only successes and EAGAINs,
+# (a last phase: through dm-era, which has no REQ_NOWAIT support, io_uring
+# RWF_NOWAIT writes end in EAGAIN, never EOPNOTSUPP, and plain io_uring
+# writes verify),
 # stamp-writer must read back every sector holding the last completed write
 # aimed at it, and a negative control (one sector overwritten behind the
 # writer's back) proves the verifier notices a bad sector.
@@ -112,6 +115,25 @@ if stamp-writer verify --dev /dev/vdc --map "$MAP" >/tmp/neg.out 2>&1; then
 fi
 grep -q "sector $_s: no stamp" /tmp/neg.out || { cat /tmp/neg.out; _fail "negative control: sector $_s not reported"; }
 _log "negative control: the zeroed sector $_s is reported"
+
+# A target without REQ_NOWAIT support (dm-era): the device took NOWAIT
+# bios, so they get EAGAIN (retry without it), never EOPNOTSUPP.
+echo "0 $SZ era /dev/vdd [interpose]/dev/vdc 128" | interposer create vdc-era >/dev/null ||
+	_fail "create vdc-era failed"
+fio --name=nowait-era --filename=/dev/vdc --offset=$((HALF * 512)) --size=$((HALF * 512)) \
+	--ioengine=io_uring --nowait=1 --direct=1 --rw=randwrite --bs=4k --iodepth=8 \
+	--number_ios=400 --continue_on_error=write --ignore_error=EAGAIN,EAGAIN \
+	--eta=never >/tmp/fio-era.out 2>&1 || true
+grep -qE 'errors *: total=[0-9]+, first_error=11/' /tmp/fio-era.out ||
+	{ cat /tmp/fio-era.out; _fail "NOWAIT writes through dm-era did not end in EAGAIN"; }
+grep -qiE 'error=95|Operation not supported' /tmp/fio-era.out &&
+	{ cat /tmp/fio-era.out; _fail "NOWAIT writes through dm-era got EOPNOTSUPP"; }
+_log "fio io_uring NOWAIT through dm-era: $(sed -n 's/.*errors *: \(total=[0-9]*, first_error=[0-9]*\).*/\1/p' /tmp/fio-era.out | head -1)"
+fio --name=blocking-era --filename=/dev/vdc --offset=$((HALF * 512)) --size=$((HALF * 512)) \
+	--ioengine=io_uring --direct=1 --rw=randwrite --bs=4k --iodepth=8 --number_ios=400 \
+	--verify=crc32c --eta=never >/tmp/fio-era2.out 2>&1 ||
+	{ cat /tmp/fio-era2.out; _fail "io_uring writes (no RWF_NOWAIT) through dm-era failed"; }
+interposer remove vdc-era >/dev/null || _fail "remove vdc-era failed"
 
 _dmesg_check
 rmmod blk_interposer || _fail "rmmod failed"
