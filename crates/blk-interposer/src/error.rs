@@ -339,6 +339,17 @@ pub enum Error {
         /// The path as given.
         dev_path: String,
     },
+    /// A COW device that holds something, or is in use: a snapshot would
+    /// overwrite it.
+    #[error("the COW store {cow} {what}; `snapshot create` would overwrite it: give an empty device{}", if *yes_helps { ", or --yes if what it holds may be destroyed" } else { " (a device in use is never taken)" })]
+    CowOccupied {
+        /// The COW device as given.
+        cow: String,
+        /// What is there.
+        what: String,
+        /// Whether `--yes` (SnapshotRequest::overwrite) would take it.
+        yes_helps: bool,
+    },
     /// A question about the changes since an era that tracking does not
     /// cover without a gap: the answer could be short.  A backup tool
     /// matches this variant (or [`Error::is_tracking_gap`]) and takes a

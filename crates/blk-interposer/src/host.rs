@@ -40,6 +40,11 @@ pub trait Host {
     /// flush them (a COW store's header: dm-snapshot would take old
     /// contents for a snapshot to load).
     fn zero_start(&self, path: &Path, len: Sectors) -> Result<()>;
+    /// What `dev` holds that writing over it would destroy: `Occupied::InUse`
+    /// when someone has it open exclusively (mounted, a dm table, LVM),
+    /// else what `blkid -p` finds on it (a filesystem, a PV, a partition
+    /// table); `None` when it looks free.
+    fn occupied(&self, dev: DevNo) -> Result<Option<Occupied>>;
     /// Create the file `path` (it must not exist), preallocate `size` and
     /// attach it to a free loop device; returns the loop device.
     fn loop_create(&self, path: &Path, size: Sectors) -> Result<DevNo>;
@@ -73,11 +78,35 @@ impl<H: Host + ?Sized> Host for &H {
     fn zero_start(&self, path: &Path, len: Sectors) -> Result<()> {
         (**self).zero_start(path, len)
     }
+    fn occupied(&self, dev: DevNo) -> Result<Option<Occupied>> {
+        (**self).occupied(dev)
+    }
     fn loop_create(&self, path: &Path, size: Sectors) -> Result<DevNo> {
         (**self).loop_create(path, size)
     }
     fn loop_remove(&self, dev: DevNo) -> Result<Option<PathBuf>> {
         (**self).loop_remove(dev)
+    }
+}
+
+/// What a device holds ([`Host::occupied`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Occupied {
+    /// Open exclusively by someone: mounted, used by a dm table, LVM.
+    InUse,
+    /// What blkid found: `a filesystem (ext4)`, `a signature (LVM2_member)`,
+    /// `a partition table (gpt)`.
+    Holds(String),
+}
+
+impl std::fmt::Display for Occupied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Occupied::InUse => {
+                f.write_str("is in use (mounted, or held by dm, LVM or another program)")
+            }
+            Occupied::Holds(what) => write!(f, "holds {what} (blkid -p)"),
+        }
     }
 }
 
@@ -217,6 +246,54 @@ impl Host for System {
             })
     }
 
+    fn occupied(&self, dev: DevNo) -> Result<Option<Occupied>> {
+        let path = match crate::sysfs::kernel_name(dev) {
+            Some(n) => Path::new("/dev").join(n),
+            None => PathBuf::from(format!("/dev/block/{dev}")),
+        };
+        // O_EXCL on a block device: EBUSY while anyone holds it exclusively.
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_EXCL.bits())
+            .open(&path)
+        {
+            Err(e) if e.raw_os_error() == Some(nix::libc::EBUSY) => {
+                return Ok(Some(Occupied::InUse))
+            }
+            Err(source) => {
+                return Err(Error::Io {
+                    what: format!("cannot open {}", path.display()),
+                    source,
+                })
+            }
+            Ok(_) => {}
+        }
+        let out = std::process::Command::new("blkid")
+            .args(["-p", "-o", "export"])
+            .arg(&path)
+            .output()
+            .map_err(|source| Error::Io {
+                what: format!(
+                    "cannot run `blkid -p {}` (is util-linux installed?)",
+                    path.display()
+                ),
+                source,
+            })?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let field = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k)?.strip_prefix('='))
+                .map(str::to_string)
+        };
+        Ok(match (field("TYPE"), field("PTTYPE")) {
+            (Some(t), _) if field("USAGE").as_deref() == Some("filesystem") => {
+                Some(Occupied::Holds(format!("a filesystem ({t})")))
+            }
+            (Some(t), _) => Some(Occupied::Holds(format!("a signature ({t})"))),
+            (None, Some(pt)) => Some(Occupied::Holds(format!("a partition table ({pt})"))),
+            (None, None) => None,
+        })
+    }
     fn loop_create(&self, path: &Path, size: Sectors) -> Result<DevNo> {
         let io_err = |what: String| move |source| Error::Io { what, source };
         let file = std::fs::OpenOptions::new()

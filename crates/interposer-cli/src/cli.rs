@@ -347,6 +347,11 @@ pub struct SnapshotCreateArgs {
     /// store (`P`): a little less I/O, but the snapshot dies with a reboot.
     #[arg(long)]
     pub transient: bool,
+
+    /// Overwrite a --cow device although it holds a filesystem, an LVM PV
+    /// or a partition table (blkid).  A device in use is refused anyway.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 /// A size in sectors: `N` bytes, `Ns` sectors, or `N` with K/M/G/T (binary,

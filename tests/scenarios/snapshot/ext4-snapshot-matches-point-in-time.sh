@@ -17,7 +17,9 @@
 # the later changes; `snapshot ls --json` says valid with some COW in use.
 # After `snapshot remove` the device is on its own again (no dm device, no
 # lower device), fio verifies every block and the origin is fsck-clean with
-# the later changes in place.
+# the later changes in place.  First, /dev/vdc as the COW store is refused
+# while it holds ext4 (without --yes) and while it is mounted (even with
+# --yes), leaving nothing behind.
 #
 # TIMEOUT: 600
 DESCRIPTION="a live ext4 snapshot is fsck-clean and matches the point in time, the origin loses nothing"
@@ -31,6 +33,18 @@ _load_module
 
 _log "Running snapshot/ext4-snapshot-matches-point-in-time: $DESCRIPTION"
 
+# A COW device that holds a filesystem is not overwritten without --yes,
+# and one that is mounted not even with it; nothing is created either way.
+_mkfs_ext4 /dev/vdc
+_expect_fail "a COW device holding ext4" "holds a filesystem \(ext4\).*--yes" \
+	interposer snapshot create --name bk --cow /dev/vdc /dev/vdd
+_mount /dev/vdc /cowfs
+_expect_fail "a mounted COW device, with --yes" "is in use.*never taken" \
+	interposer snapshot create --yes --name bk --cow /dev/vdc /dev/vdd
+umount /cowfs
+[ -z "$(dmsetup ls | grep -v 'No devices')" ] || _fail "a refused snapshot left dm devices: $(dmsetup ls)"
+e2fsck -fn /dev/vdc >/dev/null 2>&1 || _fail "the refused COW device's ext4 was damaged"
+
 _mkfs_ext4 /dev/vdb
 _mount /dev/vdb /mnt
 _fio_verify_start live /mnt 16M
@@ -40,7 +54,7 @@ sleep 2
 echo "written just before the point in time" >/mnt/marker
 
 _t0=$(cut -d' ' -f1 /proc/uptime)
-interposer snapshot create --name bk --cow /dev/vdc /dev/vdb
+interposer snapshot create --yes --name bk --cow /dev/vdc /dev/vdb
 _t1=$(cut -d' ' -f1 /proc/uptime)
 _log "snapshot create took $(echo "$_t0 $_t1" | awk '{ printf "%.2f", $2 - $1 }') s"
 [ "$(_snap_field bk /dev/vdb state)" = valid ] || _fail "the snapshot is not valid right after create"

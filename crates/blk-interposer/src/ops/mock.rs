@@ -55,6 +55,8 @@ pub struct Mock {
     pub sizes: RefCell<HashMap<DevNo, Sectors>>,
     /// Loop devices made by `loop_create`, with their files.
     pub loops: RefCell<BTreeMap<DevNo, PathBuf>>,
+    /// What `occupied` says of a device (default: free).
+    pub occupied: RefCell<HashMap<DevNo, crate::host::Occupied>>,
     /// Identities that override the default of `identity`.
     pub identities: RefCell<HashMap<DevNo, DeviceIdentity>>,
     next_minor: RefCell<u32>,
@@ -389,6 +391,9 @@ impl Host for Mock {
     }
     fn zero_start(&self, path: &Path, len: Sectors) -> Result<()> {
         self.call("zero_start", format!("{} {len}", path.display()))
+    }
+    fn occupied(&self, dev: DevNo) -> Result<Option<crate::host::Occupied>> {
+        Ok(self.occupied.borrow().get(&dev).cloned())
     }
     fn loop_create(&self, path: &Path, size: Sectors) -> Result<DevNo> {
         self.call("loop_create", format!("{} {size}", path.display()))?;

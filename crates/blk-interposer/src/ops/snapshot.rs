@@ -35,7 +35,7 @@ use serde::Serialize;
 use crate::dm::mapper::check_name;
 use crate::dm::{DeviceMapper, DmDevice, Table};
 use crate::error::{Error, Result};
-use crate::host::{mapper_path, Host};
+use crate::host::{mapper_path, Host, Occupied};
 use crate::kernel::{Kernel, State, Status, Switch};
 use crate::ops::create::Undo;
 use crate::ops::Ops;
@@ -95,6 +95,10 @@ pub struct SnapshotRequest {
     pub chunk: Sectors,
     /// `P` (survives a reboot of the COW store's contents) or `N`.
     pub persistent: bool,
+    /// The COW devices may be overwritten although blkid finds something
+    /// on them (a filesystem, a PV, a partition table).  A COW device in
+    /// use (mounted, held) is refused all the same.
+    pub overwrite: bool,
 }
 
 impl SnapshotRequest {
@@ -106,6 +110,7 @@ impl SnapshotRequest {
             cow,
             chunk: DEFAULT_CHUNK,
             persistent: true,
+            overwrite: false,
         }
     }
 }
@@ -394,6 +399,23 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
                                 p.display()
                             ),
                         });
+                    }
+                    match self.host.occupied(dev)? {
+                        Some(what @ Occupied::InUse) => {
+                            return Err(Error::CowOccupied {
+                                cow: p.display().to_string(),
+                                what: what.to_string(),
+                                yes_helps: false,
+                            })
+                        }
+                        Some(what) if !req.overwrite => {
+                            return Err(Error::CowOccupied {
+                                cow: p.display().to_string(),
+                                what: what.to_string(),
+                                yes_helps: true,
+                            })
+                        }
+                        _ => {}
                     }
                     stores.push(Store {
                         label: p.display().to_string(),

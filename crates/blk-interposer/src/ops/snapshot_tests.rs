@@ -342,7 +342,46 @@ fn bad_requests_are_refused_before_any_change() {
         let e = ops(&m).snapshot_create(&r).unwrap_err();
         assert!(e.to_string().contains(want), "{e}");
     }
+    // A COW device that holds a filesystem: refused unless overwrite
+    // (--yes); one in use: refused all the same.
+    use crate::host::Occupied;
+    m.occupied
+        .borrow_mut()
+        .insert(OTHER, Occupied::Holds("a filesystem (ext4)".into()));
+    let e = ops(&m)
+        .snapshot_create(&req(&["/dev/vdb"], &["/dev/vdc"]))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "the COW store /dev/vdc holds a filesystem (ext4) (blkid -p); `snapshot create` would overwrite it: give an empty device, or --yes if what it holds may be destroyed"
+    );
+    m.occupied.borrow_mut().insert(OTHER, Occupied::InUse);
+    let e = ops(&m)
+        .snapshot_create(&SnapshotRequest {
+            overwrite: true,
+            ..req(&["/dev/vdb"], &["/dev/vdc"])
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("is in use (mounted, or held by dm, LVM or another program)")
+            && e.contains("a device in use is never taken"),
+        "{e}"
+    );
     assert!(changes(&m).is_empty(), "{:?}", changes(&m));
+    m.occupied
+        .borrow_mut()
+        .insert(OTHER, Occupied::Holds("a filesystem (ext4)".into()));
+    ops(&m)
+        .snapshot_create(&SnapshotRequest {
+            overwrite: true,
+            ..req(&["/dev/vdb"], &["/dev/vdc"])
+        })
+        .unwrap();
+    ops(&m).snapshot_remove("bk").unwrap();
+    m.occupied.borrow_mut().clear();
+    m.calls.borrow_mut().clear();
     ops(&m)
         .snapshot_create(&req(&["/dev/vdb"], &["/dev/vdc"]))
         .unwrap();

@@ -60,6 +60,7 @@ fn request(args: SnapshotCreateArgs) -> SnapshotRequest {
     SnapshotRequest {
         chunk: Sectors(args.chunk_size),
         persistent: !args.transient,
+        overwrite: args.yes,
         ..SnapshotRequest::new(&name, args.devices, cow)
     }
 }
@@ -180,6 +181,7 @@ mod tests {
             cow_size: cow_file.map(|_| 8192),
             chunk_size: 8,
             transient: true,
+            yes: false,
         }
     }
 
