@@ -38,8 +38,8 @@ _load_module
 
 _log "Running era/incremental-chain-across-snapshots-misses-no-write: $DESCRIPTION"
 
-ROUNDS_PART=${ROUNDS_PART:-8}
-ROUNDS_DISK=${ROUNDS_DISK:-4}
+ROUNDS_PART=${ROUNDS_PART:-6}
+ROUNDS_DISK=${ROUNDS_DISK:-3}
 
 # _same_or_diag COPY SNAP SIZE WHAT SNAPSUM: the first SIZE bytes of COPY
 # hash like SNAP (SNAPSUM, its sha256sum), or fail listing the 4 KiB blocks
