@@ -43,7 +43,8 @@ pub trait Host {
     /// What `dev` holds that writing over it would destroy: `Occupied::InUse`
     /// when someone has it open exclusively (mounted, a dm table, LVM),
     /// else what `blkid -p` finds on it (a filesystem, a PV, a partition
-    /// table); `None` when it looks free.
+    /// table); `None` when it looks free or holds only an unused dm-snapshot
+    /// COW header.
     fn occupied(&self, dev: DevNo) -> Result<Option<Occupied>>;
     /// Create the file `path` (it must not exist), preallocate `size` and
     /// attach it to a free loop device; returns the loop device.
@@ -286,6 +287,11 @@ impl Host for System {
                 .map(str::to_string)
         };
         Ok(match (field("TYPE"), field("PTTYPE")) {
+            // The COW header an earlier snapshot left (ours, or any dm
+            // snapshot's whose device is gone: one in use failed O_EXCL
+            // above): worthless without its origin, and every nightly
+            // backup that reuses its COW device finds one.
+            (Some(t), _) if t == "DM_snapshot_cow" => None,
             (Some(t), _) if field("USAGE").as_deref() == Some("filesystem") => {
                 Some(Occupied::Holds(format!("a filesystem ({t})")))
             }
