@@ -9,6 +9,7 @@ mod kmod;
 mod report;
 mod scenario;
 mod setup;
+mod system;
 mod test;
 mod vm;
 
@@ -60,7 +61,8 @@ enum Task {
         #[arg(long)]
         shell: bool,
     },
-    /// Setup, unit tests, then every matching scenario in its own VM on each kernel.
+    /// Setup, unit tests, every matching busybox scenario in its own VM on each kernel, then
+    /// the matching full-system scenarios (tests/system) in one Debian boot per kernel.
     Test {
         /// 6.1, 6.12, all, or an exact installed release.
         #[arg(long, default_value = "all")]
@@ -71,7 +73,12 @@ enum Task {
         /// Skip `cargo test --workspace`.
         #[arg(long)]
         no_unit: bool,
-        /// Run only scenarios whose path contains one of these strings.
+        /// Only the full-system tier (a debootstrapped Debian 12 with systemd, udev and
+        /// DKMS that installs our packages): tests/system/*.sh.
+        #[arg(long)]
+        system: bool,
+        /// Run only scenarios whose path contains one of these strings (system scenarios
+        /// are `system/NAME`).
         filters: Vec<String>,
     },
     /// The live demo: tests/scenarios/demo/live-demo.sh with the console on the terminal.
@@ -150,13 +157,14 @@ fn run(cli: Cli) -> Result<bool> {
             kernel,
             jobs,
             no_unit,
+            system,
             filters,
         } => {
             setup::run()?;
             if !no_unit {
                 cargo(&["test", "--workspace"])?;
             }
-            return test::run(&root, &kernel, jobs.max(1), &filters);
+            return run_tiers(&root, &kernel, jobs.max(1), &filters, system);
         }
         Task::Demo { kernel } => {
             let demo = "demo/live-demo.sh";
@@ -198,12 +206,38 @@ fn run(cli: Cli) -> Result<bool> {
             ])?;
             checkpatch::run(&root)?;
             cargo(&["test", "--workspace"])?;
-            return test::run(&root, "all", test::DEFAULT_JOBS, &[]);
+            return run_tiers(&root, "all", test::DEFAULT_JOBS, &[], false);
         }
         Task::Checkpatch => checkpatch::run(&root)?,
         Task::NewScenario { name } => scenario::scaffold(&root, &name)?,
     }
     Ok(true)
+}
+
+/// The busybox tier (unless `system_only`), then the full-system tier, each over the
+/// scenarios that match `filters`; a tier no scenario of which matches is left out, and
+/// nothing matching at all is a failure.
+fn run_tiers(
+    root: &Path,
+    kernel: &str,
+    jobs: usize,
+    filters: &[String],
+    system_only: bool,
+) -> Result<bool> {
+    let busybox = !system_only && !scenario::discover(root, filters)?.is_empty();
+    let full = !system::discover(root, filters)?.is_empty();
+    if !busybox && !full {
+        println!("no scenario matches {filters:?}");
+        return Ok(false);
+    }
+    let mut ok = true;
+    if busybox {
+        ok &= test::run(root, kernel, jobs, filters)?;
+    }
+    if full {
+        ok &= system::run(root, kernel, filters)?;
+    }
+    Ok(ok)
 }
 
 /// The workspace root: xtask/ lives directly below it.
