@@ -34,6 +34,7 @@ pub fn build(root: &Path, kernel: &Kernel) -> Result<Option<PathBuf>> {
         .arg("-C")
         .arg(kernel.build_dir())
         .arg(format!("M={}", dir.display()))
+        .arg(format!("BLK_INTERPOSER_VERSION={}", crate::VERSION))
         .args(["W=1", "modules", &format!("-j{}", jobs())])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -77,7 +78,7 @@ fn echo_lines(reader: impl BufRead) -> Vec<String> {
 }
 
 /// Copy the source tree, leaving out build products of an in-tree `make`.
-fn copy_sources(src: &Path, dst: &Path) -> Result<()> {
+pub fn copy_sources(src: &Path, dst: &Path) -> Result<()> {
     fs::create_dir_all(dst).with_context(|| format!("creating {}", dst.display()))?;
     for entry in fs::read_dir(src).with_context(|| format!("reading {}", src.display()))? {
         let entry = entry?;

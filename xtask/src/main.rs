@@ -6,6 +6,7 @@ mod checkpatch;
 mod initramfs;
 mod kernel;
 mod kmod;
+mod package;
 mod report;
 mod scenario;
 mod setup;
@@ -18,6 +19,10 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+
+/// The version of the project: [workspace.package] in Cargo.toml, shared by the crates, the
+/// module (BLK_INTERPOSER_VERSION in kmod/Kbuild) and the Debian packages.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Build blk_interposer.ko, pack an initramfs, boot Debian kernels in qemu, run the scenarios.
 ///
@@ -110,6 +115,9 @@ enum Task {
     /// What CI runs: setup, cargo fmt --check, clippy -D warnings, checkpatch --strict on kmod/,
     /// test --kernel all.
     Ci,
+    /// Debian packages in target/package/: blk-interposer-dkms (the module's source for DKMS)
+    /// and interposer (the tool, man pages, completions, udev rule), checked with lintian.
+    Package,
     /// checkpatch.pl --strict over kmod/ (part of `ci`).
     Checkpatch,
     /// Create tests/scenarios/GROUP/NAME.sh from the template.
@@ -207,6 +215,9 @@ fn run(cli: Cli) -> Result<bool> {
             checkpatch::run(&root)?;
             cargo(&["test", "--workspace"])?;
             return run_tiers(&root, "all", test::DEFAULT_JOBS, &[], false);
+        }
+        Task::Package => {
+            package::run(&root)?;
         }
         Task::Checkpatch => checkpatch::run(&root)?,
         Task::NewScenario { name } => scenario::scaffold(&root, &name)?,

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 
 use crate::abi::{self, Cmd, IoctlHeader, RawStatus, RawSwitch, HEADER_SIZE, STATUS_SIZE};
-use crate::error::{Error, Result};
+use crate::error::{Error, ModuleLoadCause, Result};
 use crate::kernel::{Kernel, Lower, Status, Switch};
 use crate::sysfs::label;
 use crate::types::{DevNo, Version};
@@ -41,9 +41,17 @@ struct Request {
 }
 
 impl Control {
-    /// Open `/dev/blk-interposer` read-write, close-on-exec.
+    /// Open `/dev/blk-interposer` read-write, close-on-exec.  When it does not
+    /// exist, run `modprobe blk_interposer` once and try again.
     pub fn open() -> Result<Control> {
-        Control::open_at(Path::new(CONTROL_PATH))
+        let path = Path::new(CONTROL_PATH);
+        match Control::open_at(path) {
+            Err(Error::ModuleNotLoaded { .. }) => {
+                load_module(path)?;
+                Control::open_at(path)
+            }
+            opened => opened,
+        }
     }
 
     /// Open the control device at another path.
@@ -317,6 +325,87 @@ impl Kernel for Control {
     }
 }
 
+/// `modprobe blk_interposer`; its failure says why, with what the kernel
+/// logged about the module (a refused signature shows only there).  The
+/// misc device appears in devtmpfs while the module initialises.
+fn load_module(path: &Path) -> Result<()> {
+    let out = match std::process::Command::new("modprobe")
+        .arg(MODULE)
+        .stdin(std::process::Stdio::null())
+        .output()
+    {
+        Ok(out) if out.status.success() => return Ok(()),
+        Ok(out) => out,
+        Err(e) => {
+            return Err(Error::ModuleLoad {
+                path: path.into(),
+                detail: format!("cannot run modprobe: {e}"),
+                cause: ModuleLoadCause::NoModprobe,
+            })
+        }
+    };
+    let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    let log = kernel_log_about_modules();
+    let detail = match (said.is_empty(), log.last()) {
+        (true, Some(line)) => format!("it exited with {}; the kernel says: {line}", out.status),
+        (true, None) => format!("it exited with {}", out.status),
+        (false, Some(line)) if !said.contains(line.as_str()) => {
+            format!("{said}; the kernel says: {line}")
+        }
+        (false, _) => said.clone(),
+    };
+    Err(Error::ModuleLoad {
+        path: path.into(),
+        detail,
+        cause: ModuleLoadCause::of(&said, &log.join("\n")),
+    })
+}
+
+/// The module's name for modprobe.
+const MODULE: &str = "blk_interposer";
+
+/// The kernel log's lines about loading modules: ours, lockdown and
+/// signature checks.  Empty when `/dev/kmsg` cannot be read.
+fn kernel_log_about_modules() -> Vec<String> {
+    use std::io::Read;
+    let Ok(mut kmsg) = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open("/dev/kmsg")
+    else {
+        return Vec::new();
+    };
+    let mut lines = Vec::new();
+    let mut record = vec![0u8; 8192];
+    // One record per read; EAGAIN at the end, EPIPE for a record overwritten
+    // while we read (skip it).
+    loop {
+        match kmsg.read(&mut record) {
+            Ok(0) => break,
+            Ok(n) => {
+                let text = String::from_utf8_lossy(&record[..n]);
+                let msg = text.split_once(';').map_or(&*text, |(_, m)| m);
+                let msg = msg.lines().next().unwrap_or_default();
+                if is_about_module_loading(msg) {
+                    lines.push(msg.to_string());
+                }
+            }
+            Err(e) if e.raw_os_error() == Some(nix::libc::EPIPE) => continue,
+            Err(_) => break,
+        }
+    }
+    let keep = lines.len().saturating_sub(5);
+    lines.split_off(keep)
+}
+
+fn is_about_module_loading(msg: &str) -> bool {
+    msg.contains(MODULE)
+        || msg.starts_with("Lockdown:")
+        || msg.contains("module verification failed")
+        || msg.contains("Loading of unsigned module")
+        || msg.contains("Loading of module with unavailable key")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -522,5 +611,81 @@ mod tests {
     fn missing_control_device_says_modprobe() {
         let e = Control::open_at(Path::new("/nonexistent/blk-interposer")).unwrap_err();
         assert!(e.to_string().contains("modprobe blk_interposer"), "{e}");
+    }
+
+    #[test]
+    fn modprobe_failures_are_told_apart() {
+        use ModuleLoadCause::*;
+        let insert = "modprobe: ERROR: could not insert 'blk_interposer'";
+        for (modprobe, log, cause) in [
+            (format!("{insert}: Key was rejected by service"), "", SecureBoot),
+            (format!("{insert}: Required key not available"), "", SecureBoot),
+            (
+                format!("{insert}: Operation not permitted"),
+                "Lockdown: modprobe: unsigned module loading is restricted; see man kernel_lockdown.7",
+                SecureBoot,
+            ),
+            (
+                String::new(),
+                "blk_interposer: module verification failed: signature and/or required key missing - tainting kernel",
+                SecureBoot,
+            ),
+            (
+                "modprobe: FATAL: Module blk_interposer not found in directory /lib/modules/6.1.0-57-cloud-amd64".into(),
+                "",
+                NotInstalled,
+            ),
+            (format!("{insert}: Operation not permitted"), "", NotPermitted),
+            (format!("{insert}: Invalid argument"), "blk_interposer: Unknown symbol x", Other),
+        ] {
+            assert_eq!(ModuleLoadCause::of(&modprobe, log), cause, "{modprobe} / {log}");
+        }
+    }
+
+    #[test]
+    fn module_load_errors_name_the_command_that_works() {
+        let err = |cause| {
+            Error::ModuleLoad {
+                path: CONTROL_PATH.into(),
+                detail: "modprobe: ERROR: could not insert 'blk_interposer': Key was rejected by service".into(),
+                cause,
+            }
+            .to_string()
+        };
+        let secure = err(ModuleLoadCause::SecureBoot);
+        for want in [
+            "/dev/blk-interposer does not exist",
+            "Key was rejected by service",
+            "Secure Boot refused the module",
+            "mokutil --import /var/lib/dkms/mok.pub",
+            "Install on your server",
+            "modprobe blk_interposer",
+        ] {
+            assert!(secure.contains(want), "{want}: {secure}");
+        }
+        for cause in [
+            ModuleLoadCause::NotInstalled,
+            ModuleLoadCause::NotPermitted,
+            ModuleLoadCause::NoModprobe,
+            ModuleLoadCause::Other,
+        ] {
+            let e = err(cause);
+            assert!(e.contains("modprobe blk_interposer`"), "{e}");
+            assert!(!e.contains("Secure Boot"), "{e}");
+        }
+        assert!(err(ModuleLoadCause::NotInstalled).contains("blk-interposer-dkms"));
+    }
+
+    #[test]
+    fn kernel_log_lines_about_module_loading_are_kept() {
+        assert!(is_about_module_loading(
+            "blk_interposer: version 0.1.0 loaded"
+        ));
+        assert!(is_about_module_loading(
+            "Lockdown: modprobe: unsigned module loading is restricted; see man kernel_lockdown.7"
+        ));
+        assert!(!is_about_module_loading(
+            "EXT4-fs (vda1): mounted filesystem"
+        ));
     }
 }

@@ -21,6 +21,17 @@ pub enum Error {
         /// The control device path.
         path: PathBuf,
     },
+    /// `/dev/blk-interposer` does not exist and `modprobe blk_interposer` did
+    /// not make it.
+    #[error("{path} does not exist and `modprobe blk_interposer` failed: {detail}; {}", cause.remedy())]
+    ModuleLoad {
+        /// The control device path.
+        path: PathBuf,
+        /// What modprobe (or the kernel log) said.
+        detail: String,
+        /// What it means.
+        cause: ModuleLoadCause,
+    },
     /// The control device exists but could not be opened.
     #[error("cannot open {path}{hint}", hint = if source.kind() == io::ErrorKind::PermissionDenied { " (run as root)" } else { "" })]
     ControlOpen {
@@ -401,6 +412,70 @@ pub enum Error {
         /// What is left behind and how to remove it.
         leftovers: Vec<String>,
     },
+}
+
+/// Why `modprobe blk_interposer` failed, as its output and the kernel log say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ModuleLoadCause {
+    /// modprobe does not find the module: it is not installed for this kernel.
+    NotInstalled,
+    /// The kernel refused the module's signature: Secure Boot (lockdown) with
+    /// a key that is not enrolled, or no signature.
+    SecureBoot,
+    /// Not root.
+    NotPermitted,
+    /// modprobe could not be run.
+    NoModprobe,
+    /// Anything else.
+    Other,
+}
+
+/// The README section on installing, signing and enrolling the module.
+pub const INSTALL_SECTION: &str = "README.md, section \"Install on your server\"";
+
+impl ModuleLoadCause {
+    /// Classify what modprobe printed and what the kernel logged.
+    pub fn of(modprobe: &str, kernel_log: &str) -> ModuleLoadCause {
+        const REFUSED: &[&str] = &[
+            "Key was rejected by service",
+            "Required key not available",
+            "Lockdown",
+            "module verification failed",
+        ];
+        let text = format!("{modprobe}\n{kernel_log}");
+        if REFUSED.iter().any(|r| text.contains(r)) {
+            ModuleLoadCause::SecureBoot
+        } else if modprobe.contains("not found") {
+            ModuleLoadCause::NotInstalled
+        } else if modprobe.contains("Operation not permitted") {
+            ModuleLoadCause::NotPermitted
+        } else {
+            ModuleLoadCause::Other
+        }
+    }
+
+    /// What to do about it, with the commands that work.
+    pub fn remedy(self) -> String {
+        match self {
+            ModuleLoadCause::SecureBoot => format!(
+                "Secure Boot refused the module: its signing key is not enrolled. Enrol DKMS's key \
+                 with `mokutil --import /var/lib/dkms/mok.pub`, reboot and confirm it in the MOK \
+                 manager, then `modprobe blk_interposer` ({INSTALL_SECTION})"
+            ),
+            ModuleLoadCause::NotInstalled => format!(
+                "the module is not installed for this kernel: install the blk-interposer-dkms \
+                 package and the kernel's headers (`apt install linux-headers-$(uname -r)`), \
+                 then `modprobe blk_interposer` ({INSTALL_SECTION})"
+            ),
+            ModuleLoadCause::NotPermitted => {
+                "run as root (`sudo modprobe blk_interposer`)".to_string()
+            }
+            ModuleLoadCause::NoModprobe | ModuleLoadCause::Other => {
+                "read `dmesg`, then load it with `modprobe blk_interposer`".to_string()
+            }
+        }
+    }
 }
 
 impl Error {

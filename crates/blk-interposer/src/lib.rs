@@ -50,7 +50,7 @@ pub mod types;
 
 pub use ctl::Control;
 pub use dm::{DeviceMapper, Dm, DmDevice, InterposePath, Table, TableLine};
-pub use error::{Error, Result};
+pub use error::{Error, ModuleLoadCause, Result};
 pub use host::{Host, System};
 pub use kernel::{Counters, Kernel, Lower, State, Status, Switch};
 pub use ops::{

@@ -2,7 +2,6 @@
 //! `main` maps errors to exit code 1, printing the chain once; a closed pipe
 //! (`interposer ls | head -1`) is success.
 
-mod cli;
 mod commands;
 mod output;
 
@@ -10,6 +9,7 @@ use std::io;
 use std::process::ExitCode;
 
 use clap::Parser;
+use interposer_cli::cli;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

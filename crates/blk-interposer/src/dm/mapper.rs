@@ -83,12 +83,41 @@ pub fn check_name(name: &str) -> Result<()> {
 /// The uuid we give an interposer: `INTERPOSER-<kernel name of dev>-<name>`,
 /// cut to 128 bytes, so that `dmsetup info` shows what it is.
 pub fn interposer_uuid(dev_kernel_name: &str, name: &str) -> String {
-    let mut uuid: String = format!("INTERPOSER-{}-{name}", dev_kernel_name.replace('/', "!"))
+    let mut uuid: String = format!("{UUID_PREFIX}{}-{name}", dev_kernel_name.replace('/', "!"))
         .chars()
         .filter(|c| c.is_ascii_graphic())
         .collect();
     uuid.truncate(MAX_UUID);
     uuid
+}
+
+/// Every dm device we create has a uuid that starts with this.
+pub const UUID_PREFIX: &str = "INTERPOSER-";
+
+/// What udev may do with a dm device, by its uuid: the `DM_UDEV_*` flags
+/// [`crate::dm::Dm`] resumes and removes it with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UdevPolicy {
+    /// Not ours: the rules run as for any dm device.
+    Default,
+    /// Ours: an interposer, a snapshot origin or a COW slice.  It shows the
+    /// live device's filesystem or PV (or is internal), so udev makes only
+    /// `/dev/mapper/NAME`: no `/dev/disk` links, no blkid, no LVM or systemd
+    /// activation, as LVM does for its private devices.
+    Private,
+    /// A snapshot image: private as well, and lowest in priority should
+    /// `/dev/disk` links be made after all (LVM gives its snapshots this flag),
+    /// so that by-uuid stays with the live device.
+    PrivateLowPriority,
+}
+
+/// The [`UdevPolicy`] of the dm device with `uuid`.
+pub fn udev_policy(uuid: Option<&str>) -> UdevPolicy {
+    match uuid {
+        Some(u) if crate::ops::snapshot::is_image_uuid(u) => UdevPolicy::PrivateLowPriority,
+        Some(u) if u.starts_with(UUID_PREFIX) => UdevPolicy::Private,
+        _ => UdevPolicy::Default,
+    }
 }
 
 impl<D: DeviceMapper + ?Sized> DeviceMapper for &D {
@@ -159,5 +188,14 @@ mod tests {
             "INTERPOSER-cciss!c0d0-x"
         );
         assert_eq!(interposer_uuid("vdb", &"n".repeat(127)).len(), MAX_UUID);
+    }
+
+    #[test]
+    fn interposers_are_private_and_other_dm_devices_are_not() {
+        let uuid = interposer_uuid("vdb", "vdb-lin");
+        assert_eq!(udev_policy(Some(&uuid)), UdevPolicy::Private);
+        assert_eq!(udev_policy(Some("LVM-abc")), UdevPolicy::Default);
+        assert_eq!(udev_policy(Some("CRYPT-LUKS2-x")), UdevPolicy::Default);
+        assert_eq!(udev_policy(None), UdevPolicy::Default);
     }
 }

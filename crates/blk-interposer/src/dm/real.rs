@@ -1,9 +1,11 @@
 //! [`DeviceMapper`] over the `devicemapper` crate (`/dev/mapper/control`).
 
-use devicemapper::{errors as dme, DevId, DmError, DmFlags, DmName, DmOptions, DmUuid, DM};
+use devicemapper::{
+    errors as dme, DevId, DmError, DmFlags, DmName, DmOptions, DmUdevFlags, DmUuid, DM,
+};
 use nix::errno::Errno;
 
-use crate::dm::mapper::{DeviceMapper, DmDevice};
+use crate::dm::mapper::{udev_policy, DeviceMapper, DmDevice, UdevPolicy};
 use crate::dm::table::Table;
 use crate::error::{Error, Result};
 use crate::types::DevNo;
@@ -33,6 +35,26 @@ impl Dm {
         self.dm
             .as_ref()
             .map_err(|what| Error::DmUnavailable { what: what.clone() })
+    }
+
+    /// Options with the udev flags of the device `name`, by its uuid.  They
+    /// travel in the cookie of the ioctls that make a uevent (resume, remove),
+    /// and 55-dm.rules (lvm2's 10-dm.rules) imports them from there; without
+    /// udev they are ignored.
+    fn udev_options(&self, name: &str) -> Result<DmOptions> {
+        let uuid = self.uuid(name)?;
+        Ok(DmOptions::default().set_udev_flags(udev_flags(udev_policy(uuid.as_deref()))))
+    }
+}
+
+/// The `DM_UDEV_*` flags of a [`UdevPolicy`], as LVM sets them for its
+/// private devices (`DmOptions::private()`) and snapshots.
+fn udev_flags(policy: UdevPolicy) -> DmUdevFlags {
+    let private = DmOptions::private().udev_flags();
+    match policy {
+        UdevPolicy::Default => DmUdevFlags::empty(),
+        UdevPolicy::Private => private,
+        UdevPolicy::PrivateLowPriority => private | DmUdevFlags::DM_UDEV_LOW_PRIORITY_FLAG,
     }
 }
 
@@ -102,7 +124,7 @@ impl DeviceMapper for Dm {
     fn resume(&self, name: &str) -> Result<()> {
         let id = DevId::Name(dm_name(name)?);
         self.dm()?
-            .device_suspend(&id, DmOptions::default().set_flags(DmFlags::empty()))
+            .device_suspend(&id, self.udev_options(name)?.set_flags(DmFlags::empty()))
             .map(drop)
             .map_err(dm_err("resume", name))
     }
@@ -118,7 +140,7 @@ impl DeviceMapper for Dm {
     fn remove(&self, name: &str) -> Result<()> {
         let id = DevId::Name(dm_name(name)?);
         self.dm()?
-            .device_remove(&id, DmOptions::default())
+            .device_remove(&id, self.udev_options(name)?)
             .map(drop)
             .map_err(dm_err("remove", name))
     }
@@ -232,5 +254,20 @@ impl Dm {
             )
             .map(|(_, lines)| lines)
             .map_err(dm_err("status", name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bits of libdevmapper.h: DISABLE_SUBSYSTEM_RULES 0x02,
+    /// DISABLE_DISK_RULES 0x04, DISABLE_OTHER_RULES 0x08, LOW_PRIORITY 0x10;
+    /// never DISABLE_DM_RULES 0x01, which would drop /dev/mapper/NAME.
+    #[test]
+    fn policies_map_to_lvms_flags_for_private_devices() {
+        assert_eq!(udev_flags(UdevPolicy::Default).bits(), 0);
+        assert_eq!(udev_flags(UdevPolicy::Private).bits(), 0x0e);
+        assert_eq!(udev_flags(UdevPolicy::PrivateLowPriority).bits(), 0x1e);
     }
 }

@@ -231,6 +231,12 @@ fn parse_uuid(uuid: &str) -> Option<(Role, DevNo, &str)> {
     Some((role, dev.parse().ok()?, group))
 }
 
+/// Whether `uuid` is a snapshot image's (`…-snap`), the one dm device of a
+/// group that is meant to be read.
+pub(crate) fn is_image_uuid(uuid: &str) -> bool {
+    matches!(parse_uuid(uuid), Some((Role::Snap, _, _)))
+}
+
 /// The dm devices of one snapshotted device.
 #[derive(Clone, Debug, Default)]
 struct Part {

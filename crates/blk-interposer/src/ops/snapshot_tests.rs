@@ -381,3 +381,22 @@ fn plain_remove_points_to_snapshot_remove() {
     );
     assert!(changes(&m).is_empty());
 }
+
+#[test]
+fn every_device_of_a_group_is_private_to_udev_and_the_image_is_lowest() {
+    use crate::dm::mapper::{udev_policy, UdevPolicy};
+    let m = Mock::new();
+    ops(&m)
+        .snapshot_create(&req(&["/dev/vdb", "/dev/vdd"], &["/dev/vdc"]))
+        .unwrap();
+    let uuids = m.uuids.borrow();
+    assert_eq!(uuids.len(), 6, "{uuids:?}");
+    for (name, uuid) in uuids.iter() {
+        let want = if name.ends_with("-snap") {
+            UdevPolicy::PrivateLowPriority
+        } else {
+            UdevPolicy::Private
+        };
+        assert_eq!(udev_policy(Some(uuid)), want, "{name} {uuid}");
+    }
+}
