@@ -72,7 +72,8 @@ enum Task {
         /// 6.1, 6.12, all, or an exact installed release.
         #[arg(long, default_value = "all")]
         kernel: String,
-        /// VMs at a time (2 TCG VMs on 2 cores finish ~1.3-1.5x sooner than 1).
+        /// VMs at a time (2 TCG VMs on 2 cores finish ~1.3-1.5x sooner than 1); in the
+        /// system tier, kernels booted at a time.
         #[arg(long, default_value_t = test::DEFAULT_JOBS)]
         jobs: usize,
         /// Skip `cargo test --workspace`.
@@ -246,7 +247,7 @@ fn run_tiers(
         ok &= test::run(root, kernel, jobs, filters)?;
     }
     if full {
-        ok &= system::run(root, kernel, filters)?;
+        ok &= system::run(root, kernel, jobs, filters)?;
     }
     Ok(ok)
 }

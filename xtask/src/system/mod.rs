@@ -3,7 +3,7 @@
 //! A Debian 12 guest (systemd, udev, lvm2, dkms; see image.rs) boots under qemu from a
 //! fresh qcow2 overlay of a cached image, with the busybox tier's scratch disks (vdb 512M,
 //! vdc 256M, vdd 64M) and a read-only payload disk (vde, ext4 made with `mke2fs -d`,
-//! LABEL=xtask-payload): our .deb packages in `debs/` and `tests/common` + `tests/system`.
+//! LABEL=xtask-payload): our .deb packages (`cargo xtask package`) in `debs/` and `tests/common` + `tests/system`.
 //! The image's `xtask-guest.service` mounts it on /xtask and runs `tests/system/init`,
 //! which runs the scenarios named on the kernel command line (`xtask.run=a,b`) one after
 //! the other in this one boot: each scenario builds on a real host's state (installed
@@ -104,8 +104,9 @@ fn header<'a>(text: &'a str, key: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
-/// Run the matching system scenarios on every kernel of `spec`: one boot per kernel.
-pub fn run(root: &Path, spec: &str, filters: &[String]) -> Result<bool> {
+/// Run the matching system scenarios on every kernel of `spec`: one boot per kernel,
+/// `jobs` boots at a time.
+pub fn run(root: &Path, spec: &str, jobs: usize, filters: &[String]) -> Result<bool> {
     let scenarios = discover(root, filters)?;
     if scenarios.is_empty() {
         println!("system: no scenario matches {filters:?}");
@@ -115,6 +116,13 @@ pub fn run(root: &Path, spec: &str, filters: &[String]) -> Result<bool> {
     let all = kernel::resolve("all")?;
     let image = image::ensure(root, &all)?;
     let debs = debs(root)?;
+    println!(
+        "system: packages {}",
+        debs.iter()
+            .map(|d| d.file_name().unwrap_or_default().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     let kernels = kernel::resolve(spec)?;
     let total = scenarios.len() * kernels.len();
     println!(
@@ -129,9 +137,29 @@ pub fn run(root: &Path, spec: &str, filters: &[String]) -> Result<bool> {
     let started = std::time::Instant::now();
     let mut summary = Summary::default();
     let mut index = 0;
-    for k in &kernels {
-        let dir = root.join("target/system/run").join(&k.release);
-        let out = boot(root, &image, k, &dir, &scenarios, &debs, false);
+    // One boot per kernel, `jobs` of them at a time; reported in kernel order.
+    let outcomes: Vec<Result<vm::VmOutcome>> = std::thread::scope(|scope| {
+        let mut pending = Vec::new();
+        let mut done = Vec::new();
+        for k in &kernels {
+            if pending.len() == jobs.max(1) {
+                let first: std::thread::ScopedJoinHandle<_> = pending.remove(0);
+                done.push(first.join().expect("boot thread panicked"));
+            }
+            let (image, scenarios, debs) = (&image, &scenarios, &debs);
+            pending.push(scope.spawn(move || {
+                let dir = root.join("target/system/run").join(&k.release);
+                boot(root, image, k, &dir, scenarios, debs, false)
+            }));
+        }
+        done.extend(
+            pending
+                .into_iter()
+                .map(|h| h.join().expect("boot thread panicked")),
+        );
+        done
+    });
+    for (k, out) in kernels.iter().zip(outcomes) {
         let (console, wall, boot, log, timed_out) = match &out {
             Ok(o) => (
                 o.console.as_str(),
@@ -270,12 +298,11 @@ fn make_payload(root: &Path, dir: &Path, debs: &[PathBuf], out: &Path) -> Result
     Ok(())
 }
 
-/// The packages the guest installs: `$XTASK_DEBS` (a directory), else what
-/// `cargo xtask package` made in target/package.
+/// The packages the guest installs: what `cargo xtask package` makes now (in
+/// target/package), or the .debs of the directory `$XTASK_DEBS` (e.g. a release's).
 pub fn debs(root: &Path) -> Result<Vec<PathBuf>> {
-    let dir = match std::env::var_os("XTASK_DEBS") {
-        Some(d) => PathBuf::from(d),
-        None => root.join("target/package"),
+    let Some(dir) = std::env::var_os("XTASK_DEBS").map(PathBuf::from) else {
+        return crate::package::run(root);
     };
     let mut debs: Vec<PathBuf> = fs::read_dir(&dir)
         .with_context(|| format!("reading {}", dir.display()))?
@@ -284,15 +311,8 @@ pub fn debs(root: &Path) -> Result<Vec<PathBuf>> {
         .collect();
     debs.sort();
     if debs.is_empty() {
-        bail!("no .deb in {}", dir.display());
+        bail!("no .deb in {} ($XTASK_DEBS)", dir.display());
     }
-    println!(
-        "system: packages {}",
-        debs.iter()
-            .map(|d| d.file_name().unwrap_or_default().to_string_lossy())
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
     Ok(debs)
 }
 
