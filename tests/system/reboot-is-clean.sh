@@ -45,7 +45,15 @@ fi
 
 _log "reboot-is-clean after the reboot (boot $XTASK_BOOT)"
 UUID=$(cat /root/reboot.uuid)
-systemctl is-active -q "$UNIT" || _fail "$UNIT is $(systemctl is-active "$UNIT") after the boot"
+# nofail: local-fs.target (and so multi-user.target) does not wait for the mount; wait for
+# systemd to finish it (fsck first), without starting it ourselves.
+_i=0
+while _st=$(systemctl is-active "$UNIT"); [ "$_st" != active ] && [ "$_st" != failed ] && [ "$_i" -lt 120 ]; do
+	sleep 1
+	_i=$((_i + 1))
+done
+[ "$_st" = active ] || _fail "$UNIT is $_st ${_i} s after the boot"
+_log "$UNIT: active (mounted at boot)"
 [ "$(findmnt -n -o SOURCE "$MNT")" = "$DEV" ] ||
 	_fail "$MNT is mounted from '$(findmnt -n -o SOURCE "$MNT")' after the boot, not $DEV"
 grep -q '^blk_interposer ' /proc/modules && _fail "blk_interposer was loaded at boot"

@@ -27,8 +27,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Build blk_interposer.ko, pack an initramfs, boot Debian kernels in qemu, run the scenarios.
 ///
 /// CI runs `.ci/run`, which is `cargo xtask setup` followed by `cargo xtask ci`
-/// (fmt, clippy, unit tests, every scenario on 6.1 and 6.12). Locally, `cargo xtask test`
-/// is the same minus fmt and clippy.
+/// (fmt, clippy, unit tests, every scenario of both VM tiers on 6.1 and 6.12). Locally,
+/// `cargo xtask test` is the same minus fmt and clippy.
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
@@ -114,7 +114,7 @@ enum Task {
         profile: bool,
     },
     /// What CI runs: setup, cargo fmt --check, clippy -D warnings, checkpatch --strict on kmod/,
-    /// test --kernel all.
+    /// test --kernel all (the busybox tier, then the full-system tier).
     Ci,
     /// Debian packages in target/package/: blk-interposer-dkms (the module's source for DKMS)
     /// and interposer (the tool, man pages, completions, udev rule), checked with lintian.
