@@ -60,6 +60,8 @@ _rules=$(grep -rl interposer /etc/udev/rules.d /usr/lib/udev/rules.d /lib/udev/r
 [ -z "$_rules" ] || _fail "udev rules of ours are left: $_rules"
 _man=$(find /usr/share/man -name 'interposer*' 2>/dev/null)
 [ -z "$_man" ] || _fail "man pages are left: $_man"
+# (hash -r: the shell remembers where it found interposer before the purge)
+hash -r
 command -v interposer >/dev/null && _fail "interposer is still on PATH: $(command -v interposer)"
 modinfo blk_interposer >/dev/null 2>&1 && _fail "modinfo still finds blk_interposer: $(modinfo -n blk_interposer)"
 _log "no file of the packages, DKMS tree, module file, rule or man page is left"
