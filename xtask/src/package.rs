@@ -266,6 +266,7 @@ fn fix_dir_modes(dir: &Path) -> Result<()> {
 
 /// The module's source for DKMS, dkms.conf, and the scripts that hand it to dkms.
 fn dkms_deb(root: &Path, out: &Path, meta: &Meta) -> Result<PathBuf> {
+    note_module_version(root)?;
     let stage = Stage::new(out, DKMS_PACKAGE)?;
     let src = format!("/usr/src/{DKMS_NAME}-{VERSION}");
     let src_dir = stage.dir.join(src.trim_start_matches('/'));
@@ -281,6 +282,28 @@ fn dkms_deb(root: &Path, out: &Path, meta: &Meta) -> Result<PathBuf> {
     }
     stage.docs(root, meta)?;
     stage.build(root, out, meta, &[])
+}
+
+/// Say so when kmod/main.c's MODULE_VERSION() is neither the package version nor
+/// BLK_INTERPOSER_PKG_VERSION (kmod/Kbuild): `modinfo` would show another version than
+/// `dkms status` and `dpkg -l`.
+fn note_module_version(root: &Path) -> Result<()> {
+    let path = root.join("kmod/main.c");
+    let main = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let line = main
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("MODULE_VERSION("));
+    if let Some(line) = line {
+        if !line.contains("BLK_INTERPOSER_PKG_VERSION") && !line.contains(&format!("\"{VERSION}\""))
+        {
+            println!(
+                "package: note: kmod/main.c has `{line}` but the package version is {VERSION}; \
+                 `MODULE_VERSION(BLK_INTERPOSER_PKG_VERSION);` makes modinfo show it"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The tool, its man pages and completions, the udev rule and the LVM example.
@@ -413,7 +436,39 @@ fn lintian(debs: &[PathBuf]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::unfilled;
+    use super::*;
+
+    #[test]
+    fn one_man_page_per_verb_from_the_clap_definitions() {
+        let meta = Meta {
+            deb_version: format!("{VERSION}-1"),
+            maintainer: "M <m@example.org>".into(),
+            commit: "abc".into(),
+            date: "Tue, 1 Dec 2026 12:00:00 +0000".into(),
+            day: "2026-12-01".into(),
+        };
+        let pages = man_pages(interposer_cli::cli::Cli::command(), &meta).unwrap();
+        let names: Vec<&str> = pages.iter().map(|(n, _)| n.as_str()).collect();
+        for want in [
+            "interposer",
+            "interposer-create",
+            "interposer-remove",
+            "interposer-snapshot",
+            "interposer-snapshot-create",
+            "interposer-era-changed",
+            "interposer-version",
+        ] {
+            assert!(names.contains(&want), "{want} not in {names:?}");
+        }
+        assert!(!names.iter().any(|n| n.ends_with("-help")), "{names:?}");
+        let (_, create) = pages
+            .iter()
+            .find(|(n, _)| n == "interposer-create")
+            .unwrap();
+        let create = String::from_utf8_lossy(create);
+        assert!(create.contains(".TH interposer-create 8"), "{create}");
+        assert!(create.contains("[interpose]"), "{create}");
+    }
 
     #[test]
     fn unfilled_template_variables_are_found_and_addresses_are_not() {
