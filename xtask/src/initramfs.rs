@@ -435,7 +435,7 @@ fn build_overlay(
     Ok(())
 }
 
-fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
     fs::create_dir_all(dst)?;
     let Ok(entries) = fs::read_dir(src) else {
         return Ok(());

@@ -10,6 +10,7 @@ mod package;
 mod report;
 mod scenario;
 mod setup;
+mod system;
 mod test;
 mod vm;
 
@@ -26,8 +27,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Build blk_interposer.ko, pack an initramfs, boot Debian kernels in qemu, run the scenarios.
 ///
 /// CI runs `.ci/run`, which is `cargo xtask setup` followed by `cargo xtask ci`
-/// (fmt, clippy, unit tests, every scenario on 6.1 and 6.12). Locally, `cargo xtask test`
-/// is the same minus fmt and clippy.
+/// (fmt, clippy, unit tests, every scenario of both VM tiers on 6.1 and 6.12). Locally,
+/// `cargo xtask test` is the same minus fmt and clippy.
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
@@ -65,18 +66,25 @@ enum Task {
         #[arg(long)]
         shell: bool,
     },
-    /// Setup, unit tests, then every matching scenario in its own VM on each kernel.
+    /// Setup, unit tests, every matching busybox scenario in its own VM on each kernel, then
+    /// the matching full-system scenarios (tests/system) in one Debian boot per kernel.
     Test {
         /// 6.1, 6.12, all, or an exact installed release.
         #[arg(long, default_value = "all")]
         kernel: String,
-        /// VMs at a time (2 TCG VMs on 2 cores finish ~1.3-1.5x sooner than 1).
+        /// VMs at a time (2 TCG VMs on 2 cores finish ~1.3-1.5x sooner than 1); in the
+        /// system tier, kernels booted at a time.
         #[arg(long, default_value_t = test::DEFAULT_JOBS)]
         jobs: usize,
         /// Skip `cargo test --workspace`.
         #[arg(long)]
         no_unit: bool,
-        /// Run only scenarios whose path contains one of these strings.
+        /// Only the full-system tier (a debootstrapped Debian 12 with systemd, udev and
+        /// DKMS that installs our packages): tests/system/*.sh.
+        #[arg(long)]
+        system: bool,
+        /// Run only scenarios whose path contains one of these strings (system scenarios
+        /// are `system/NAME`).
         filters: Vec<String>,
     },
     /// The live demo: tests/scenarios/demo/live-demo.sh with the console on the terminal.
@@ -106,7 +114,7 @@ enum Task {
         profile: bool,
     },
     /// What CI runs: setup, cargo fmt --check, clippy -D warnings, checkpatch --strict on kmod/,
-    /// test --kernel all.
+    /// test --kernel all (the busybox tier, then the full-system tier).
     Ci,
     /// Debian packages in target/package/: blk-interposer-dkms (the module's source for DKMS)
     /// and interposer (the tool, man pages, completions, udev rule), checked with lintian.
@@ -158,13 +166,14 @@ fn run(cli: Cli) -> Result<bool> {
             kernel,
             jobs,
             no_unit,
+            system,
             filters,
         } => {
             setup::run()?;
             if !no_unit {
                 cargo(&["test", "--workspace"])?;
             }
-            return test::run(&root, &kernel, jobs.max(1), &filters);
+            return run_tiers(&root, &kernel, jobs.max(1), &filters, system);
         }
         Task::Demo { kernel } => {
             let demo = "demo/live-demo.sh";
@@ -206,7 +215,7 @@ fn run(cli: Cli) -> Result<bool> {
             ])?;
             checkpatch::run(&root)?;
             cargo(&["test", "--workspace"])?;
-            return test::run(&root, "all", test::DEFAULT_JOBS, &[]);
+            return run_tiers(&root, "all", test::DEFAULT_JOBS, &[], false);
         }
         Task::Package => {
             package::run(&root)?;
@@ -215,6 +224,32 @@ fn run(cli: Cli) -> Result<bool> {
         Task::NewScenario { name } => scenario::scaffold(&root, &name)?,
     }
     Ok(true)
+}
+
+/// The busybox tier (unless `system_only`), then the full-system tier, each over the
+/// scenarios that match `filters`; a tier no scenario of which matches is left out, and
+/// nothing matching at all is a failure.
+fn run_tiers(
+    root: &Path,
+    kernel: &str,
+    jobs: usize,
+    filters: &[String],
+    system_only: bool,
+) -> Result<bool> {
+    let busybox = !system_only && !scenario::discover(root, filters)?.is_empty();
+    let full = !system::discover(root, filters)?.is_empty();
+    if !busybox && !full {
+        println!("no scenario matches {filters:?}");
+        return Ok(false);
+    }
+    let mut ok = true;
+    if busybox {
+        ok &= test::run(root, kernel, jobs, filters)?;
+    }
+    if full {
+        ok &= system::run(root, kernel, jobs, filters)?;
+    }
+    Ok(ok)
 }
 
 /// The workspace root: xtask/ lives directly below it.

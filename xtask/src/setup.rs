@@ -34,11 +34,16 @@ const PACKAGES: &[&str] = &[
     "util-linux",
     // checkpatch.pl, for `cargo xtask ci`
     "linux-source-6.1",
+    // the full-system tier's Debian image (xtask/src/system/build-image.sh) and its
+    // payload disk: debootstrap, mke2fs -d (e2fsprogs above), sha256sum for the cache key
+    "debootstrap",
+    "coreutils",
 ];
 
 /// From bookworm-backports: bookworm's qemu 7.2 conflicts with the backports qemu-utils that
-/// cloud images preinstall, and its TCG mis-emulates CMPXCHG16B under 6.12.
-const BACKPORTS_PACKAGES: &[&str] = &["qemu-system-x86"];
+/// cloud images preinstall, and its TCG mis-emulates CMPXCHG16B under 6.12. qemu-utils
+/// (qemu-img: the system tier's qcow2 overlays) from the same release.
+const BACKPORTS_PACKAGES: &[&str] = &["qemu-system-x86", "qemu-utils"];
 
 const BACKPORTS_SOURCE: &str = "/etc/apt/sources.list.d/backports.sources";
 const BACKPORTS_SUITE: &str = "bookworm-backports";

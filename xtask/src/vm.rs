@@ -70,6 +70,12 @@ pub struct QemuExtra {
     pub append: Vec<String>,
     /// Appended to qemu's arguments, e.g. `-plugin`.
     pub args: Vec<String>,
+    /// The full-system tier: a qcow2 overlay that is /dev/vda instead of the empty one.
+    pub root_disk: Option<PathBuf>,
+    /// Read-only raw disks after vdd (vde, ...), e.g. the system tier's payload.
+    pub extra_disks: Vec<PathBuf>,
+    /// Let a guest reboot (no `-no-reboot`): the system tier's reboot scenario.
+    pub reboot: bool,
 }
 
 /// What came back from a VM run.
@@ -297,13 +303,25 @@ fn qemu_command(cfg: &VmConfig) -> Result<Command> {
     };
     cmd.args(["-accel", &accel]);
     // No NIC: nothing needs one, and its iPXE option ROM costs boot time.
-    cmd.args(["-nographic", "-no-reboot", "-nic", "none"]);
+    cmd.args(["-nographic", "-nic", "none"]);
+    if !cfg.extra.reboot {
+        cmd.arg("-no-reboot");
+    }
     cmd.arg("-kernel").arg(cfg.kernel.image());
     cmd.arg("-initrd").arg(cfg.initramfs);
     cmd.arg("-append").arg(append);
     cmd.arg("-monitor")
         .arg(format!("unix:{},server,nowait", monitor.display()));
     for (name, mib) in DISKS {
+        if let (&"vda", Some(root)) = (name, &cfg.extra.root_disk) {
+            cmd.arg("-drive").arg(format!(
+                "file={},format=qcow2,if=none,id=drive-{name}",
+                root.display()
+            ));
+            cmd.arg("-device")
+                .arg(format!("virtio-blk-pci,drive=drive-{name},id={name}"));
+            continue;
+        }
         let img = dir.join(format!("{name}.img"));
         // Fresh and sparse: no state leaks from one run into the next.
         let _ = fs::remove_file(&img);
@@ -313,6 +331,15 @@ fn qemu_command(cfg: &VmConfig) -> Result<Command> {
         cmd.arg("-drive").arg(format!(
             "file={},format=raw,if=none,id=drive-{name}",
             img.display()
+        ));
+        cmd.arg("-device")
+            .arg(format!("virtio-blk-pci,drive=drive-{name},id={name}"));
+    }
+    for (i, disk) in cfg.extra.extra_disks.iter().enumerate() {
+        let name = format!("vd{}", (b'e' + i as u8) as char);
+        cmd.arg("-drive").arg(format!(
+            "file={},format=raw,if=none,id=drive-{name},readonly=on",
+            disk.display()
         ));
         cmd.arg("-device")
             .arg(format!("virtio-blk-pci,drive=drive-{name},id={name}"));

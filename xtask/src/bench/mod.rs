@@ -166,6 +166,7 @@ fn bench_one(
             smp: Some(1),
             append: params.append(opts.parts.as_deref(), opts.profile),
             args: vec!["-plugin".into(), plugin_arg],
+            ..Default::default()
         },
     };
     println!(
