@@ -72,7 +72,7 @@ pub struct QemuExtra {
     pub args: Vec<String>,
     /// The full-system tier: a qcow2 overlay that is /dev/vda instead of the empty one.
     pub root_disk: Option<PathBuf>,
-    /// Read-only raw disks after vdd (vde, ...), e.g. the system tier's payload.
+    /// Read-only raw disks after the scratch disks (vdf, ...), e.g. the system tier's payload.
     pub extra_disks: Vec<PathBuf>,
     /// Let a guest reboot (no `-no-reboot`): the system tier's reboot scenario.
     pub reboot: bool,
@@ -336,7 +336,7 @@ fn qemu_command(cfg: &VmConfig) -> Result<Command> {
             .arg(format!("virtio-blk-pci,drive=drive-{name},id={name}"));
     }
     for (i, disk) in cfg.extra.extra_disks.iter().enumerate() {
-        let name = format!("vd{}", (b'e' + i as u8) as char);
+        let name = format!("vd{}", (b'a' + (DISKS.len() + i) as u8) as char);
         cmd.arg("-drive").arg(format!(
             "file={},format=raw,if=none,id=drive-{name},readonly=on",
             disk.display()

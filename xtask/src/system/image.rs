@@ -3,7 +3,8 @@
 //! `build-image.sh` (next to this file) runs debootstrap into a directory, installs the
 //! packages and both host kernels' linux-image and linux-headers with apt in a chroot, and
 //! packs the directory into `rootfs.img` with `mke2fs -d`: the image is never mounted on
-//! the host. It lives in `target/system/image-<key>/`, where the key is a hash of the
+//! the host. It lives in `/var/cache/blk-interposer-xtask/system/image-<key>/` (or under
+//! `$XTASK_CACHE_DIR`), shared by every checkout on the machine; the key is a hash of the
 //! script (which holds the package list), the kernel releases and the mirrors: a change to
 //! any of them builds a new image, and an unchanged one is reused. Each VM boots a qcow2
 //! overlay of it, so every run starts from the same clean image.
@@ -41,9 +42,20 @@ impl Image {
     }
 }
 
+/// Where images are kept: `$XTASK_CACHE_DIR/system`, by default
+/// `/var/cache/blk-interposer-xtask/system`, outside any checkout, so that
+/// every clone on the machine (CI's too) reuses the image its key names.
+fn cache_dir() -> PathBuf {
+    std::env::var_os("XTASK_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/blk-interposer-xtask"))
+        .join("system")
+}
+
 /// The cached image for `kernels`, built first if there is none.
-pub fn ensure(root: &Path, kernels: &[Kernel]) -> Result<Image> {
-    let base = root.join("target/system");
+pub fn ensure(_root: &Path, kernels: &[Kernel]) -> Result<Image> {
+    let base = cache_dir();
+    fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
     let key = key(kernels)?;
     let image = Image {
         dir: base.join(format!("image-{key}")),

@@ -2,7 +2,7 @@
 //!
 //! A Debian 12 guest (systemd, udev, lvm2, dkms; see image.rs) boots under qemu from a
 //! fresh qcow2 overlay of a cached image, with the busybox tier's scratch disks (vdb 512M,
-//! vdc 256M, vdd 64M) and a read-only payload disk (vde, ext4 made with `mke2fs -d`,
+//! vdc 256M, vdd 64M, vde 32M) and a read-only payload disk (vdf, ext4 made with `mke2fs -d`,
 //! LABEL=xtask-payload): our .deb packages (`cargo xtask package`) in `debs/` and `tests/common` + `tests/system`.
 //! The image's `xtask-guest.service` mounts it on /xtask and runs `tests/system/init`,
 //! which runs the scenarios named on the kernel command line (`xtask.run=a,b`) one after
