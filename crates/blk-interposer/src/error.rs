@@ -330,6 +330,13 @@ pub enum Error {
         /// What went wrong.
         source: crate::era::meta::MetaError,
     },
+    /// The metadata device is held by someone (another dm-era's slice, a
+    /// mount): two writers would destroy each other's metadata.
+    #[error("the metadata device {dev} is in use (by another dm-era, a dm table or a mount); give each tracked device its own metadata device")]
+    EraMetadataInUse {
+        /// The metadata device.
+        dev: String,
+    },
     /// dm-era metadata without our tracking record: nothing says since
     /// when its eras cover every write.
     #[error("the metadata device {dev} holds dm-era metadata but no tracking record (written by `interposer create` with a raw era table, by an older interposer, or damaged), so its eras cannot be trusted to cover every write; wipe it to start tracking afresh (the next backup must be a full one): `dd if=/dev/zero of={dev_path} bs=4k count=1 oflag=direct`")]

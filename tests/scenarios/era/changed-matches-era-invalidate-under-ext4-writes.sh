@@ -56,6 +56,9 @@ interposer era attach /dev/vdb1 --metadata /dev/vdd --block-size 64k ||
 	_fail "interposer era attach failed"
 dmsetup table vdb1-era
 interposer era status vdb1
+_expect_fail "a second dm-era on the same metadata device" "metadata device /dev/vdd is in use" \
+	interposer era attach /dev/vdc --metadata /dev/vdd
+dmsetup info vdc-era >/dev/null 2>&1 && _fail "the refused attach left vdc-era behind"
 sleep 1
 [ "$(_counter /dev/vdb1 redirected)" -gt 0 ] || _fail "no bio went through dm-era"
 

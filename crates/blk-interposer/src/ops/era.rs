@@ -18,7 +18,7 @@ use crate::era::meta::{MetaError, Metadata};
 use crate::era::record::{self, EpochEnd, TrackingRecord};
 use crate::era::{self, ChangedRange, Checkpoint, EraStatus, EraTable, GapReason};
 use crate::error::{Error, Result};
-use crate::host::{mapper_path, Host};
+use crate::host::{mapper_path, Host, Occupied};
 use crate::kernel::{Kernel, State};
 use crate::ops::{CreateReport, Ops};
 use crate::types::{DevNo, Sectors};
@@ -189,6 +189,13 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
                 blocks: nr,
             });
         }
+        // Nothing is written before what can be checked is: a metadata
+        // device held by a dm table (another era's slice) would have two
+        // dm-era targets writing one metadata, and a name in use would
+        // fail the create after the record began a new epoch.
+        if self.host.occupied(meta)? == Some(Occupied::InUse) {
+            return Err(Error::EraMetadataInUse { dev: meta_label });
+        }
         let file = self.host.open_direct(meta, true)?;
         let (start, stored) = self.check_fresh_metadata(&file, meta, metadata, block)?;
         let fresh = start.is_none();
@@ -204,6 +211,11 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
                 )
             ),
         };
+        for n in [name.clone(), format!("{name}-meta")] {
+            if self.dm.devno(&n)?.is_some() {
+                return Err(Error::DmExists { name: n });
+            }
+        }
         // The record first: an epoch that begins at an era no later than
         // the first one dm-era will write in (it only ever counts up).  If
         // the attach fails, the record shows an open epoch with no dm-era
@@ -854,9 +866,37 @@ mod tests {
             (Sectors(128), 8192, 1)
         );
         assert_eq!((r.tracked_since.era, r.previous.as_deref()), (0, None));
-        // A second attach finds it interposed.
+        // A second attach finds it interposed, before touching the record.
+        let record = |p: &Path| {
+            let f = std::fs::File::open(p).unwrap();
+            record::read(&f, Sectors(1 << 17)).unwrap().unwrap()
+        };
+        let before = record(&p);
         let e = attach(&m, 64 << 10).unwrap_err().to_string();
         assert!(e.contains("already exists"), "{e}");
+        assert_eq!(
+            record(&p),
+            before,
+            "the refused attach left the record alone"
+        );
+        // A metadata device that someone holds (another era's slice).
+        m.occupied
+            .borrow_mut()
+            .insert(META, crate::host::Occupied::InUse);
+        let e = ops(&m)
+            .era_attach(
+                Path::new("/dev/vdb"),
+                Path::new("/dev/vdd"),
+                64 << 10,
+                Some("other"),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("the metadata device /dev/vdd is in use"),
+            "{e}"
+        );
+        assert_eq!(record(&p), before);
         std::fs::remove_file(p).unwrap();
     }
 
