@@ -37,17 +37,7 @@ interposer create vdb-lin --table "0 $SZ linear [interpose]/dev/vdb 0" >/dev/nul
 L=/dev/interposer/vdb
 [ -b "$L" ] || _fail "no $L"
 
-_expect_fail "mkfs.ext4 on the lower device" "in use|busy" mkfs.ext4 -q -F "$L"
-_expect_fail "mkfs.ext4 -F -F on the lower device" "in use|busy" mkfs.ext4 -q -F -F "$L"
-_expect_fail "wipefs -a on the lower device" "busy" wipefs -a "$L"
-_expect_fail "wipefs -a -f on the lower device" "busy" wipefs -a -f "$L"
-_expect_fail "blkdiscard on the lower device" "busy" blkdiscard "$L"
-_expect_fail "blkdiscard --force on the lower device" "busy" blkdiscard --force "$L"
-_expect_fail "dd of= the lower device" "busy" dd if=/dev/zero of="$L" bs=4k count=1 conv=notrunc
-_expect_fail "dd oflag=direct of= the lower device" "busy" \
-	dd if=/dev/zero of="$L" bs=4k count=1 oflag=direct conv=notrunc
-
-[ "$(blkid -o value -s TYPE "$L")" = ext4 ] || _fail "blkid no longer reads ext4 on $L"
+_lower_refuses_writers "$L"
 dd if="$L" of=/dev/null bs=1M count=4 iflag=direct 2>/dev/null || _fail "reading $L failed"
 [ "$(_counter /dev/vdb attaches)" -ge 1 ] || _fail "the interposer is not attached"
 
