@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use crate::size::parse_size;
+
 /// Put a device-mapper stack on a live block device, and take it away again.
 ///
 /// `interposer` redirects every bio aimed at a device (a mounted disk or
@@ -189,7 +191,9 @@ pub struct EraAttachArgs {
     /// The device for dm-era's metadata (zeroed, or dm-era's own).
     #[arg(long, short, value_name = "META_DEV")]
     pub metadata: PathBuf,
-    /// Era block size: a multiple of 4 KiB (4K, 64K, 1M).
+    /// Era block size: a multiple of 4 KiB (4K, 64K, 1M, 1.5M).  K, M, G,
+    /// T are binary (KiB, MiB, GiB, TiB); `s` is 512-byte sectors and a
+    /// bare number is bytes.
     #[arg(long, short, value_name = "SIZE", default_value = "64K", value_parser = parse_size)]
     pub block_size: u64, // in 512-byte sectors, as parse_size gives them
     /// Name of the dm-era device (default: DEVICE-era).
@@ -334,12 +338,15 @@ pub struct SnapshotCreateArgs {
     #[arg(long, value_name = "PATH", requires = "cow_size")]
     pub cow_file: Option<PathBuf>,
 
-    /// Size of --cow-file: 512M, 2G, 4096s (sectors), or bytes.
+    /// Size of --cow-file: 512M, 1.5G, 4096s (sectors), or a bare number of
+    /// bytes.  K, M, G, T are binary (KiB, MiB, GiB, TiB); the size must be
+    /// a whole number of 512-byte sectors.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "cow_file")]
     pub cow_size: Option<u64>,
 
-    /// Chunk: the unit copied before a first write (power of two, >= 4K).
-    /// Small chunks fit a filesystem's scattered 4 KiB writes best.
+    /// Chunk: the unit copied before a first write (power of two, >= 4K;
+    /// K, M are binary: KiB, MiB).  Small chunks fit a filesystem's
+    /// scattered 4 KiB writes best.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "4K")]
     pub chunk_size: u64,
 
@@ -352,40 +359,6 @@ pub struct SnapshotCreateArgs {
     /// or a partition table (blkid).  A device in use is refused anyway.
     #[arg(long, short = 'y')]
     pub yes: bool,
-}
-
-/// A size in sectors: `N` bytes, `Ns` sectors, or `N` with K/M/G/T (binary,
-/// optional `iB`/`B`).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(digits);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size: write e.g. 4K, 512M, 2G or 4096s"))?;
-    let unit = unit.trim().to_ascii_uppercase();
-    if unit == "S" {
-        return Ok(n);
-    }
-    let shift = match unit.trim_end_matches("IB").trim_end_matches('B') {
-        "" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        "T" => 40,
-        _ => {
-            return Err(format!(
-                "`{s}`: unknown unit; use K, M, G, T or s (sectors)"
-            ))
-        }
-    };
-    let bytes = n
-        .checked_mul(1 << shift)
-        .ok_or_else(|| format!("`{s}` is too large"))?;
-    if bytes % 512 != 0 {
-        return Err(format!("`{s}` is not a multiple of 512 bytes"));
-    }
-    Ok(bytes / 512)
 }
 
 /// `attach`.
@@ -561,26 +534,21 @@ mod tests {
         assert!(parse(&["remove", "a", "b"]).is_err());
     }
 
+    /// The `snapshot create` arguments `args` (after `snapshot create`) parse to.
+    fn snapshot_create(args: &[&str]) -> SnapshotCreateArgs {
+        let all: Vec<&str> = ["snapshot", "create"].iter().chain(args).copied().collect();
+        match parse(&all).unwrap().command {
+            Command::Snapshot(SnapshotCommand::Create(a)) => a,
+            _ => panic!("{args:?} is not snapshot create"),
+        }
+    }
+
     #[test]
     fn snapshot_create_needs_devices_and_one_kind_of_cow() {
-        let Command::Snapshot(SnapshotCommand::Create(a)) = parse(&[
-            "snapshot",
-            "create",
-            "--cow",
-            "/dev/vdc",
-            "/dev/vdb1",
-            "/dev/vdb2",
-        ])
-        .unwrap()
-        .command
-        else {
-            panic!()
-        };
+        let a = snapshot_create(&["--cow", "/dev/vdc", "/dev/vdb1", "/dev/vdb2"]);
         assert_eq!(a.devices.len(), 2);
         assert_eq!((a.chunk_size, a.transient, a.name), (8, false, None));
-        let Command::Snapshot(SnapshotCommand::Create(a)) = parse(&[
-            "snapshot",
-            "create",
+        let a = snapshot_create(&[
             "--cow-file",
             "/x",
             "--cow-size",
@@ -591,12 +559,7 @@ mod tests {
             "--name",
             "bk",
             "/dev/vdb",
-        ])
-        .unwrap()
-        .command
-        else {
-            panic!()
-        };
+        ]);
         assert_eq!(
             (a.cow_size, a.chunk_size, a.transient),
             (Some(131072), 128, true)
@@ -626,14 +589,24 @@ mod tests {
     }
 
     #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_size("4K"), Ok(8));
-        assert_eq!(parse_size("64KiB"), Ok(128));
-        assert_eq!(parse_size("2G"), Ok(4 << 20));
-        assert_eq!(parse_size("4096s"), Ok(4096));
-        assert_eq!(parse_size("1024"), Ok(2));
-        for bad in ["", "x", "4Q", "100", "99999999999999T"] {
-            assert!(parse_size(bad).is_err(), "{bad}");
-        }
+    fn every_size_option_takes_decimal_sizes() {
+        let a = snapshot_create(&[
+            "--cow-file",
+            "/x",
+            "--cow-size",
+            "1.5G",
+            "--chunk-size",
+            "4096",
+            "/dev/vdb",
+        ]);
+        assert_eq!((a.cow_size, a.chunk_size), (Some(3 << 20), 8));
+        let EraCommand::Attach(a) = era(&["era", "attach", "vdb1", "-m", "vdd", "-b", "128s"])
+        else {
+            panic!()
+        };
+        assert_eq!(a.block_size, 128);
+        let e = parse(&["era", "attach", "vdb1", "-m", "vdd", "-b", "1.3K"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(e.to_string().contains("512-byte sectors"), "{e}");
     }
 }

@@ -3,3 +3,4 @@
 //! the same clap definitions.
 
 pub mod cli;
+pub mod size;
