@@ -14,11 +14,23 @@ pub use crate::size::parse_size;
 /// interposer: the one path through which the table reaches the live device.
 #[derive(Debug, Parser)]
 #[command(name = "interposer", version, arg_required_else_help = true)]
-#[command(after_long_help = EXAMPLES)]
+#[command(after_long_help = format!("{EXAMPLES}\n\n{}", crate::exit::EXIT_STATUS_HELP))]
 pub struct Cli {
-    /// Print machine-readable JSON instead of text.
+    /// Print machine-readable JSON instead of text (an error too: see Exit
+    /// status in --help).
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Print only errors: no report of what was done, no notes.  Data (ls,
+    /// info, era checkpoint/changed/status, snapshot ls, version, and any
+    /// --json output) is still printed.
+    #[arg(long, short, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Show debug lines on standard error: ours and the device-mapper
+    /// library's (each ioctl); -vv adds trace lines.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 
     /// What to do.
     #[command(subcommand)]
@@ -39,7 +51,10 @@ Examples:
   interposer ls                 # what is interposed, by what
   interposer remove vdb-lin     # back to the plain device, still mounted
 
-Requires the blk_interposer kernel module (`modprobe blk_interposer`) and root.";
+Needs root.  The blk_interposer kernel module is loaded on first use (the
+tool runs `modprobe blk_interposer` once when /dev/blk-interposer is missing);
+when that fails the error says why (not installed for this kernel, Secure Boot
+refused its signature) and the exit status is 5.";
 
 const CREATE_EXAMPLES: &str = "\
 Examples:
@@ -608,5 +623,26 @@ mod tests {
         let e = parse(&["era", "attach", "vdb1", "-m", "vdd", "-b", "1.3K"]).unwrap_err();
         assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
         assert!(e.to_string().contains("512-byte sectors"), "{e}");
+    }
+
+    #[test]
+    fn quiet_and_verbose_are_global() {
+        let c = parse(&["ls", "-q"]).unwrap();
+        assert!(c.quiet && c.verbose == 0);
+        assert_eq!(parse(&["-vv", "ls"]).unwrap().verbose, 2);
+        let c = parse(&["era", "status", "vdb1", "--verbose"]).unwrap();
+        assert_eq!((c.quiet, c.verbose), (false, 1));
+        let e = parse(&["-q", "-v", "ls"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+        let c = parse(&["--quiet", "--json", "ls"]).unwrap();
+        assert!(c.quiet && c.json);
+    }
+
+    #[test]
+    fn top_help_has_the_exit_statuses_and_no_modprobe_chore() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains(crate::exit::EXIT_STATUS_HELP), "{help}");
+        assert!(help.contains("loaded on first use"), "{help}");
+        assert!(!help.contains("Requires the blk_interposer kernel module"));
     }
 }

@@ -39,14 +39,14 @@ pub fn exec_switch(args: SwitchArgs, json: bool) -> anyhow::Result<()> {
     if json {
         return output::json(&reports);
     }
-    output::lines(reports.iter().map(line))
+    output::report(reports.iter().map(line))
 }
 
 fn print(r: &SwitchReport, json: bool) -> anyhow::Result<()> {
     if json {
         return output::json(r);
     }
-    output::lines(vec![line(r)])
+    output::report(vec![line(r)])
 }
 
 fn line(r: &SwitchReport) -> String {

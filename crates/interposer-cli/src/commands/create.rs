@@ -21,7 +21,7 @@ pub fn exec(args: CreateArgs, json: bool) -> anyhow::Result<()> {
     if json {
         output::json(&report)
     } else {
-        output::lines(human(&report))
+        output::report(human(&report))
     }
 }
 

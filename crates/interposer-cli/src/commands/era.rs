@@ -29,7 +29,7 @@ fn attach(a: EraAttachArgs, json: bool) -> anyhow::Result<()> {
     if json {
         return output::json(&r);
     }
-    output::lines(attach_human(&r))
+    output::report(attach_human(&r))
 }
 
 fn attach_human(r: &EraAttachReport) -> Vec<String> {
@@ -78,7 +78,7 @@ fn changed(a: EraChangedArgs, json: bool) -> anyhow::Result<()> {
     if json {
         return output::json(&r);
     }
-    eprintln!("{}", summary(&r));
+    output::note(&summary(&r));
     output::lines(
         r.ranges
             .iter()
@@ -160,7 +160,7 @@ fn detach(a: EraDeviceArgs, json: bool) -> anyhow::Result<()> {
     if json {
         return output::json(&r);
     }
-    output::lines(super::remove::human(&r))
+    output::report(super::remove::human(&r))
 }
 
 #[cfg(test)]

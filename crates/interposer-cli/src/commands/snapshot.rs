@@ -41,7 +41,7 @@ fn create(args: SnapshotCreateArgs, json: bool) -> anyhow::Result<()> {
             group.name
         ));
     }
-    output::lines(lines)
+    output::report(lines)
 }
 
 /// The library request from the arguments.
@@ -85,7 +85,7 @@ fn remove(args: SnapshotRemoveArgs, json: bool) -> anyhow::Result<()> {
     if json {
         output::json(&report)
     } else {
-        output::lines(human_remove(&report))
+        output::report(human_remove(&report))
     }
 }
 
