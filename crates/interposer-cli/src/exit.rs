@@ -202,6 +202,8 @@ mod mapping {
             | Error::NotAttached { .. }
             | Error::NoSuchDevice { .. }
             | Error::DmNotFound { .. }
+            | Error::PathNotFound { .. }
+            | Error::NoSuchName { .. }
             | Error::NoEra { .. }
             | Error::SnapshotNotFound { .. } => Kind::NotFound,
             Error::LowerExists { .. }
@@ -339,6 +341,13 @@ mod tests {
                 Kind::Module
             );
             assert_eq!(kind(Error::DmNotFound { name: "x".into() }), Kind::NotFound);
+            assert_eq!(
+                kind(Error::PathNotFound {
+                    path: "/nonexistent".into()
+                }),
+                Kind::NotFound
+            );
+            assert_eq!(kind(Error::NoSuchName { name: "x".into() }), Kind::NotFound);
             assert_eq!(kind(Error::NoLower { dev: dev() }), Kind::NotFound);
             assert_eq!(kind(Error::LowerBusy { dev: dev() }), Kind::Busy);
             assert_eq!(

@@ -1,6 +1,6 @@
 //! `interposer snapshot create|ls|remove`
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use blk_interposer::{
@@ -21,8 +21,12 @@ pub fn exec(cmd: SnapshotCommand, json: bool) -> anyhow::Result<()> {
 
 fn create(args: SnapshotCreateArgs, json: bool) -> anyhow::Result<()> {
     let req = request(args);
-    let group = super::system()?
-        .snapshot_create(&req)
+    let devices: Vec<&Path> = req.devices.iter().map(PathBuf::as_path).collect();
+    let cows: Vec<&Path> = match &req.cow {
+        CowStore::Devices(v) => v.iter().map(PathBuf::as_path).collect(),
+        CowStore::File { .. } => Vec::new(),
+    };
+    let group = super::with_system(&[devices, cows].concat(), |ops| ops.snapshot_create(&req))
         .with_context(|| format!("cannot create snapshot group {}", req.name))?;
     if json {
         return output::json(&group);
