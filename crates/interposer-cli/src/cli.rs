@@ -81,18 +81,26 @@ pub enum Command {
     /// Detaches (the filesystem is frozen, new bios held and those in flight
     /// drained), removes the dm device, then the lower device unless
     /// something else still uses it.
-    #[command(arg_required_else_help = true)]
+    ///
+    /// NAME is the dm name `create` was given (see `interposer ls`); a
+    /// snapshot group's devices go with `snapshot remove`, dm-era with `era
+    /// detach`.
+    #[command(arg_required_else_help = true, after_long_help = REMOVE_EXAMPLES)]
     Remove(RemoveArgs),
 
     /// List interposed devices: their lower device, interposer, state and counters.
-    #[command(visible_alias = "list")]
+    #[command(visible_alias = "list", after_long_help = LS_EXAMPLES)]
     Ls,
 
     /// Show one interposed device.
     ///
     /// Name it by its path (/dev/vdb, /dev/disk/by-id/...), MAJ:MIN, kernel
     /// name (vdb) or by the dm name of its interposer (vdb-lin).
-    #[command(visible_alias = "status", arg_required_else_help = true)]
+    #[command(
+        visible_alias = "status",
+        arg_required_else_help = true,
+        after_long_help = INFO_EXAMPLES
+    )]
     Info(InfoArgs),
 
     /// Low level: redirect DEVICE's bios to an existing INTERPOSER device.
@@ -102,12 +110,12 @@ pub enum Command {
     /// /dev/interposer/NAME (created here if missing), never through DEVICE.
     /// The kernel refuses an interposer that is DEVICE itself, on its disk,
     /// a lower device, smaller than DEVICE, or that leads back to it.
-    #[command(arg_required_else_help = true)]
+    #[command(arg_required_else_help = true, after_long_help = ATTACH_EXAMPLES)]
     Attach(AttachArgs),
 
     /// Low level: stop redirecting DEVICE's bios; the dm device and the
     /// lower device stay (`remove` takes all three away).
-    #[command(arg_required_else_help = true)]
+    #[command(arg_required_else_help = true, after_long_help = DETACH_EXAMPLES)]
     Detach(DetachArgs),
 
     /// Changed-block tracking with dm-era, live: attach, checkpoint, changed, detach.
@@ -125,12 +133,67 @@ pub enum Command {
     Switch(SwitchArgs),
 
     /// Point-in-time snapshots of live devices, for backups.
-    #[command(subcommand)]
+    #[command(subcommand, after_long_help = SNAPSHOT_EXAMPLES)]
     Snapshot(SnapshotCommand),
 
     /// Show the versions of this tool, its ABI and the loaded module.
+    ///
+    /// The module's ABI is asked from /dev/blk-interposer (loading the
+    /// module first if it is missing); when it does not answer, the line
+    /// says why and the status is still 0.
+    #[command(after_long_help = VERSION_EXAMPLES)]
     Version,
 }
+
+const REMOVE_EXAMPLES: &str = "\
+Examples:
+  interposer remove vdb-lin              # /dev/vdb stays mounted, on its own again
+  interposer --json remove vdb-lin       # the report as JSON";
+
+const LS_EXAMPLES: &str = "\
+Examples:
+  interposer ls
+  interposer ls --json | jq -r '.[] | select(.state == \"attached\") | .device'";
+
+const INFO_EXAMPLES: &str = "\
+Examples:
+  interposer info /dev/vdb
+  interposer info vdb-lin                # by its interposer's dm name
+  interposer info 254:16 --json
+
+The device is a path (/dev/vdb, /dev/disk/by-id/...), MAJ:MIN (254:16), a
+kernel name (vdb) or the dm name of its interposer (vdb-lin).";
+
+const ATTACH_EXAMPLES: &str = "\
+Examples:
+  # Build the dm device yourself, on the lower device, then redirect /dev/vdb to it:
+  interposer create vdb-lin --table \"0 $(blockdev --getsz /dev/vdb) linear [interpose]/dev/vdb 0\"
+  interposer detach /dev/vdb
+  interposer attach /dev/vdb /dev/mapper/vdb-lin
+  interposer attach vdb vdb-lin          # the same, by kernel and dm name
+
+DEVICE is a path, MAJ:MIN, a kernel name or the dm name of its interposer;
+INTERPOSER a path, MAJ:MIN, a kernel name (dm-3) or a dm name.";
+
+const DETACH_EXAMPLES: &str = "\
+Examples:
+  interposer detach /dev/vdb             # bios go to /dev/vdb itself again
+  interposer detach vdb-lin              # the device that vdb-lin interposes
+  interposer remove vdb-lin              # then take the dm and lower device away";
+
+const SNAPSHOT_EXAMPLES: &str = "\
+Examples:
+  interposer snapshot create --name bk --cow /dev/vdc /dev/vdb1 /dev/vdb2
+  interposer snapshot ls
+  interposer snapshot info bk
+  interposer snapshot remove bk
+
+See `interposer snapshot create --help` for a whole backup.";
+
+const VERSION_EXAMPLES: &str = "\
+Examples:
+  interposer version
+  interposer version --json | jq -r .module     # null when the module does not answer";
 
 const ERA_EXAMPLES: &str = "\
 Examples:
@@ -143,8 +206,8 @@ Examples:
   interposer era status vdb1
   interposer era detach vdb1             # the metadata stays on /dev/vdd
 
-DEVICE is the tracked device (/dev/vdb1 or vdb1) or the dm name of its era
-interposer (vdb1-era).";
+DEVICE is the tracked device (a path, MAJ:MIN or a kernel name: /dev/vdb1,
+vdb1) or the dm name of its era interposer (vdb1-era).";
 
 /// `era`.
 #[derive(Debug, Args)]
@@ -167,13 +230,13 @@ pub enum EraCommand {
     /// tracked them are in no era, so `changed --since` refuses checkpoints
     /// taken before the attach.  The interposer is named DEVICE-era
     /// (vdb1-era) unless --name says otherwise.
-    #[command(arg_required_else_help = true)]
+    #[command(arg_required_else_help = true, after_long_help = ERA_ATTACH_EXAMPLES)]
     Attach(EraAttachArgs),
 
     /// Start a new era and print the checkpoint, ERA@GENERATION: every block
     /// written from now on is in that era or later (give it to `changed
     /// --since`; the generation ties it to this formatting of the metadata).
-    #[command(arg_required_else_help = true)]
+    #[command(arg_required_else_help = true, after_long_help = ERA_CHECKPOINT_EXAMPLES)]
     Checkpoint(EraDeviceArgs),
 
     /// Print the byte ranges written since checkpoint SINCE.
@@ -185,25 +248,60 @@ pub enum EraCommand {
     /// metadata read from its device, and the snapshot dropped again.  When
     /// tracking has a gap since SINCE (a detach and attach, another metadata
     /// generation, another device, dm-era off the device's path) it fails
-    /// instead of printing a list that could be short: take a full backup.
-    #[command(arg_required_else_help = true)]
+    /// instead of printing a list that could be short: take a full backup
+    /// (exit status 6).
+    #[command(arg_required_else_help = true, after_long_help = ERA_CHANGED_EXAMPLES)]
     Changed(EraChangedArgs),
 
     /// Show the current era, the block size and the metadata use.
-    #[command(arg_required_else_help = true)]
+    #[command(arg_required_else_help = true, after_long_help = ERA_STATUS_EXAMPLES)]
     Status(EraDeviceArgs),
 
     /// Take the era interposer away (live); its metadata stays on its device.
-    #[command(arg_required_else_help = true)]
+    #[command(arg_required_else_help = true, after_long_help = ERA_DETACH_EXAMPLES)]
     Detach(EraDeviceArgs),
 }
+
+const ERA_ATTACH_EXAMPLES: &str = "\
+Examples:
+  interposer era attach /dev/vdb1 --metadata /dev/vdd              # 64 KiB blocks
+  interposer era attach vdb1 -m /dev/disk/by-id/virtio-meta -b 1M --name data-era
+
+DEVICE is a path, MAJ:MIN or a kernel name; META_DEV a path, MAJ:MIN, a kernel
+name or a dm name.";
+
+const ERA_CHECKPOINT_EXAMPLES: &str = "\
+Examples:
+  E=$(interposer era checkpoint vdb1)    # prints ERA@GENERATION, e.g. 12@3f9a1c02d4e5b6a7
+  interposer era checkpoint vdb1-era --json";
+
+const ERA_CHANGED_EXAMPLES: &str = "\
+Examples:
+  interposer era changed vdb1 --since \"$E\"            # OFFSET LENGTH (bytes) per line
+  interposer -q era changed vdb1 --since \"$E\"         # without the summary on stderr
+  interposer era changed vdb1 --since \"$E\" --json
+  # In a backup script, status 6 means: take a full backup.
+  interposer era changed vdb1 --since \"$E\" >ranges; rc=$?
+  [ $rc -eq 6 ] && echo \"tracking gap since $E: full backup\"";
+
+const ERA_STATUS_EXAMPLES: &str = "\
+Examples:
+  interposer era status vdb1
+  interposer era status vdb1-era --json";
+
+const ERA_DETACH_EXAMPLES: &str = "\
+Examples:
+  interposer era detach vdb1             # the metadata stays on its device
+  interposer era attach vdb1 -m /dev/vdd # later: the eras go on (changes since an
+                                         # earlier checkpoint are refused: a gap)";
 
 /// `era attach`.
 #[derive(Debug, Args)]
 pub struct EraAttachArgs {
-    /// The device to track (/dev/vdb1).
+    /// The device to track: a path (/dev/vdb1), MAJ:MIN or a kernel name (vdb1).
     pub device: PathBuf,
-    /// The device for dm-era's metadata (zeroed, or dm-era's own).
+    /// The device for dm-era's metadata (zeroed, or dm-era's own): a path,
+    /// MAJ:MIN, a kernel name or a dm name.
     #[arg(long, short, value_name = "META_DEV")]
     pub metadata: PathBuf,
     /// Era block size: a multiple of 4 KiB (4K, 64K, 1M, 1.5M).  K, M, G,
@@ -219,14 +317,16 @@ pub struct EraAttachArgs {
 /// `era checkpoint|status|detach`.
 #[derive(Debug, Args)]
 pub struct EraDeviceArgs {
-    /// The tracked device (/dev/vdb1, vdb1) or its era interposer's dm name.
+    /// The tracked device (a path, MAJ:MIN, a kernel name: /dev/vdb1, vdb1)
+    /// or its era interposer's dm name (vdb1-era).
     pub device: String,
 }
 
 /// `era changed`.
 #[derive(Debug, Args)]
 pub struct EraChangedArgs {
-    /// The tracked device (/dev/vdb1, vdb1) or its era interposer's dm name.
+    /// The tracked device (a path, MAJ:MIN, a kernel name: /dev/vdb1, vdb1)
+    /// or its era interposer's dm name (vdb1-era).
     pub device: String,
     /// The checkpoint (ERA@GENERATION, or a bare ERA) from `checkpoint`:
     /// list what was written since.
@@ -262,7 +362,9 @@ Examples:
 /// `switch`.
 #[derive(Debug, Args)]
 pub struct SwitchArgs {
-    /// DEVICE=INTERPOSER or DEVICE=none, at most 64.
+    /// DEVICE=INTERPOSER or DEVICE=none, at most 64.  DEVICE is a path,
+    /// MAJ:MIN, a kernel name or the dm name of its interposer; INTERPOSER a
+    /// path, MAJ:MIN, a kernel name or a dm name.
     #[arg(required = true, value_name = "MOVE", value_parser = parse_move)]
     pub moves: Vec<(PathBuf, Option<PathBuf>)>,
 }
@@ -310,8 +412,12 @@ pub enum SnapshotCommand {
     Create(SnapshotCreateArgs),
 
     /// List snapshot groups: devices, snapshot paths, COW use, state.
-    #[command(visible_alias = "list")]
+    #[command(visible_alias = "list", after_long_help = SNAPSHOT_LS_EXAMPLES)]
     Ls,
+
+    /// Show one snapshot group: its devices, snapshots, COW use and state.
+    #[command(arg_required_else_help = true, after_long_help = SNAPSHOT_INFO_EXAMPLES)]
+    Info(SnapshotNameArgs),
 
     /// Take snapshot group NAME away; the devices stay mounted.
     ///
@@ -320,9 +426,24 @@ pub enum SnapshotCommand {
     /// COW file that `create --cow-file` made, and unused lower devices.
     /// Refused while a snapshot is mounted.  Works on an invalid
     /// (overflowed) snapshot too.
-    #[command(arg_required_else_help = true)]
+    #[command(arg_required_else_help = true, after_long_help = SNAPSHOT_REMOVE_EXAMPLES)]
     Remove(SnapshotRemoveArgs),
 }
+
+const SNAPSHOT_LS_EXAMPLES: &str = "\
+Examples:
+  interposer snapshot ls                 # STATE says `invalid` when a COW store overflowed
+  interposer snapshot ls --json";
+
+const SNAPSHOT_INFO_EXAMPLES: &str = "\
+Examples:
+  interposer snapshot info bk
+  interposer snapshot info bk --json | jq '.devices[].cow_used_percent'";
+
+const SNAPSHOT_REMOVE_EXAMPLES: &str = "\
+Examples:
+  umount /backup && interposer snapshot remove bk
+  interposer snapshot remove snap-vdb1   # the default name of `snapshot create /dev/vdb1`";
 
 /// `snapshot remove`.
 #[derive(Debug, Args)]
@@ -331,11 +452,19 @@ pub struct SnapshotRemoveArgs {
     pub name: String,
 }
 
+/// `snapshot info`.
+#[derive(Debug, Args)]
+pub struct SnapshotNameArgs {
+    /// The snapshot group's name (`--name` of create; see `interposer snapshot ls`).
+    pub name: String,
+}
+
 /// `snapshot create`.
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("store").required(true).args(["cow", "cow_file"]))]
 pub struct SnapshotCreateArgs {
-    /// The devices to snapshot (mounted or not).
+    /// The devices to snapshot (mounted or not): each a path, MAJ:MIN, a
+    /// kernel name, or the dm name of the interposer it has.
     #[arg(required = true, value_name = "DEVICE")]
     pub devices: Vec<PathBuf>,
 
@@ -343,8 +472,9 @@ pub struct SnapshotCreateArgs {
     #[arg(long)]
     pub name: Option<String>,
 
-    /// COW block device: once for all DEVICEs (split into equal slices) or
-    /// once per DEVICE, in the same order.  Its contents are overwritten.
+    /// COW block device (a path, MAJ:MIN, a kernel name or a dm name): once
+    /// for all DEVICEs (split into equal slices) or once per DEVICE, in the
+    /// same order.  Its contents are overwritten.
     #[arg(long, value_name = "DEV")]
     pub cow: Vec<PathBuf>,
 
@@ -379,16 +509,19 @@ pub struct SnapshotCreateArgs {
 /// `attach`.
 #[derive(Debug, Args)]
 pub struct AttachArgs {
-    /// The device whose bios are redirected (/dev/vdb).
+    /// The device whose bios are redirected: a path (/dev/vdb), MAJ:MIN, a
+    /// kernel name (vdb) or the dm name of its interposer.
     pub device: PathBuf,
-    /// The device that takes them (/dev/mapper/NAME or /dev/dm-N).
+    /// The device that takes them: a path (/dev/mapper/NAME, /dev/dm-N),
+    /// MAJ:MIN, a kernel name (dm-3) or a dm name.
     pub interposer: PathBuf,
 }
 
 /// `detach`.
 #[derive(Debug, Args)]
 pub struct DetachArgs {
-    /// The interposed device (/dev/vdb).
+    /// The interposed device: a path (/dev/vdb), MAJ:MIN, a kernel name
+    /// (vdb) or the dm name of its interposer (vdb-lin).
     pub device: PathBuf,
 }
 
@@ -410,14 +543,15 @@ pub struct CreateArgs {
 /// `remove`.
 #[derive(Debug, Args)]
 pub struct RemoveArgs {
-    /// The dm name of the interposer.
+    /// The dm name of the interposer, as `create` was given it (vdb-lin).
     pub name: String,
 }
 
 /// `info`.
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// /dev/X, MAJ:MIN, a kernel name, or the interposer's dm name.
+    /// The device: a path (/dev/vdb, /dev/disk/by-id/...), MAJ:MIN, a kernel
+    /// name (vdb) or the dm name of its interposer (vdb-lin).
     pub what: String,
 }
 
@@ -644,5 +778,70 @@ mod tests {
         assert!(help.contains(crate::exit::EXIT_STATUS_HELP), "{help}");
         assert!(help.contains("loaded on first use"), "{help}");
         assert!(!help.contains("Requires the blk_interposer kernel module"));
+    }
+
+    #[test]
+    fn every_verb_and_sub_verb_has_examples() {
+        fn walk(cmd: &clap::Command, path: &str, seen: &mut Vec<String>) {
+            for sub in cmd.get_subcommands().filter(|c| c.get_name() != "help") {
+                let path = format!("{path} {}", sub.get_name());
+                let help = sub.get_after_long_help().map(ToString::to_string);
+                assert!(
+                    help.as_deref().is_some_and(|h| h.contains("Examples:\n  ")),
+                    "`{path} --help` has no examples"
+                );
+                seen.push(path.clone());
+                walk(sub, &path, seen);
+            }
+        }
+        let mut seen = Vec::new();
+        walk(&Cli::command(), "interposer", &mut seen);
+        for verb in [
+            "create",
+            "remove",
+            "ls",
+            "info",
+            "attach",
+            "detach",
+            "switch",
+            "version",
+            "era attach",
+            "era checkpoint",
+            "era changed",
+            "era status",
+            "era detach",
+            "snapshot create",
+            "snapshot ls",
+            "snapshot info",
+            "snapshot remove",
+        ] {
+            assert!(
+                seen.contains(&format!("interposer {verb}")),
+                "{verb}: {seen:?}"
+            );
+        }
+        let top = Cli::command().render_long_help().to_string();
+        assert!(top.contains("Examples:"), "{top}");
+    }
+
+    #[test]
+    fn snapshot_remove_and_info_take_the_group_name() {
+        let mut cmd = Cli::command();
+        let snap = cmd.find_subcommand_mut("snapshot").unwrap();
+        for verb in ["remove", "info"] {
+            let help = snap
+                .find_subcommand_mut(verb)
+                .unwrap()
+                .render_long_help()
+                .to_string();
+            assert!(help.contains("<NAME>"), "{help}");
+            assert!(help.contains("The snapshot group's name"), "{help}");
+        }
+        let Command::Snapshot(SnapshotCommand::Info(a)) =
+            parse(&["snapshot", "info", "bk"]).unwrap().command
+        else {
+            panic!()
+        };
+        assert_eq!(a.name, "bk");
     }
 }

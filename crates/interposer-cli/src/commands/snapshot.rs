@@ -8,13 +8,14 @@ use blk_interposer::{
     SnapshotRequest,
 };
 
-use crate::cli::{SnapshotCommand, SnapshotCreateArgs, SnapshotRemoveArgs};
+use crate::cli::{SnapshotCommand, SnapshotCreateArgs, SnapshotNameArgs, SnapshotRemoveArgs};
 use crate::output;
 
 pub fn exec(cmd: SnapshotCommand, json: bool) -> anyhow::Result<()> {
     match cmd {
         SnapshotCommand::Create(args) => create(args, json),
         SnapshotCommand::Ls => ls(json),
+        SnapshotCommand::Info(args) => info(args, json),
         SnapshotCommand::Remove(args) => remove(args, json),
     }
 }
@@ -79,6 +80,16 @@ fn ls(json: bool) -> anyhow::Result<()> {
         output::lines(["No snapshots.".to_string()])
     } else {
         output::lines(output::table(&rows(&groups)))
+    }
+}
+
+fn info(args: SnapshotNameArgs, json: bool) -> anyhow::Result<()> {
+    let group = super::with_system(&[], |ops| ops.snapshot_info(&args.name))
+        .with_context(|| format!("cannot show snapshot group {}", args.name))?;
+    if json {
+        output::json(&group)
+    } else {
+        output::lines(output::table(&rows(std::slice::from_ref(&group))))
     }
 }
 
