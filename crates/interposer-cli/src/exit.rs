@@ -82,8 +82,8 @@ Exit status:
      (not installed, Secure Boot refused it) or speaks another ABI
   6  tracking_gap: `era changed` cannot list the changes since that checkpoint
      without a gap: take a full backup
-  7  refused: the request was refused as invalid or unsafe before anything
-     changed (a bad table, not a block device, a device that holds data)
+  7  refused: the request was refused as invalid or unsafe (a bad table, not a
+     block device, a device that holds data); steps already taken are undone
 
 With --json, an error also prints one object on standard output:
   {\"error\": {\"message\": \"...\", \"kind\": \"busy\", \"exit_code\": 4, \"left_behind\": []}}
@@ -380,6 +380,15 @@ mod tests {
                 Kind::Failure
             );
             assert_eq!(kind(Error::PermissionDenied { op: "LIST" }), Kind::Failure);
+            for (what, k) in [
+                (
+                    "/dev/mapper/control: No such file or directory",
+                    Kind::Module,
+                ),
+                ("/dev/mapper/control: Permission denied", Kind::Failure),
+            ] {
+                assert_eq!(kind(Error::DmUnavailable { what: what.into() }), k);
+            }
             assert_eq!(
                 kind(Error::Dm {
                     op: "remove",

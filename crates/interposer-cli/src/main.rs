@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     };
     output::set_quiet(cli.quiet);
     init_log(cli.verbose, cli.quiet);
-    log::debug!("{:?}", cli.command);
+    log::debug!("verb: {:?}", cli.command);
     let json = cli.json;
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

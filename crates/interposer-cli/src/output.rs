@@ -25,7 +25,7 @@ pub fn set_quiet(quiet: bool) {
 /// unless `-q`.  Data a script reads (`ls`, `era checkpoint`) goes through
 /// [`lines`], and JSON through [`json`], whatever `-q` says.
 pub fn report<I: IntoIterator<Item = String>>(text: I) -> anyhow::Result<()> {
-    if QUIET.load(Ordering::Relaxed) {
+    if !for_people() {
         return Ok(());
     }
     lines(text)
@@ -33,9 +33,14 @@ pub fn report<I: IntoIterator<Item = String>>(text: I) -> anyhow::Result<()> {
 
 /// A note for people on stderr, unless `-q`.
 pub fn note(text: &str) {
-    if !QUIET.load(Ordering::Relaxed) {
+    if for_people() {
         eprintln!("{text}");
     }
+}
+
+/// Whether reports and notes are printed: not under `-q`.
+fn for_people() -> bool {
+    !QUIET.load(Ordering::Relaxed)
 }
 
 /// Text lines on stdout.
@@ -101,6 +106,17 @@ mod tests {
             vec!["/dev/nvme0n1p2".into(), "attached".into()],
         ]);
         assert_eq!(t, ["DEVICE          STATE", "/dev/nvme0n1p2  attached"]);
+    }
+
+    #[test]
+    fn quiet_silences_reports_and_notes_only() {
+        assert!(for_people());
+        set_quiet(true);
+        assert!(!for_people());
+        // Reports are dropped before they reach stdout; data is not gated.
+        assert!(report(["not printed".to_string()]).is_ok());
+        set_quiet(false);
+        assert!(for_people());
     }
 
     #[test]
