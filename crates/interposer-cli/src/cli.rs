@@ -27,8 +27,9 @@ pub struct Cli {
     #[arg(long, short, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
 
-    /// Show debug lines on standard error: ours and the device-mapper
-    /// library's (each ioctl); -vv adds trace lines.
+    /// Show debug lines on standard error: ours and those of the
+    /// devicemapper crate (dm devices created, loaded, resumed, removed);
+    /// -vv adds trace lines.
     #[arg(long, short, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 

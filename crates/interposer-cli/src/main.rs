@@ -28,10 +28,19 @@ fn main() -> ExitCode {
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             let c = exit::classify(&err);
+            // The library's errors by variant, the rest (context) as text.
+            let chain: Vec<String> = err
+                .chain()
+                .map(|e| match e.downcast_ref::<blk_interposer::Error>() {
+                    Some(lib) => format!("{lib:?}"),
+                    None => e.to_string(),
+                })
+                .collect();
             log::debug!(
-                "exit status {} ({}): {err:?}",
+                "exit status {} ({}) from: {}",
                 c.kind.code(),
-                c.kind.as_str()
+                c.kind.as_str(),
+                chain.join(" <- ")
             );
             let message = format!("{err:#}");
             eprintln!("interposer: error: {message}");

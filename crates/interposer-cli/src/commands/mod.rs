@@ -53,7 +53,9 @@ fn with_system<T>(
     op: impl FnOnce(&SystemOps) -> blk_interposer::Result<T>,
 ) -> anyhow::Result<T> {
     for d in devices {
-        DeviceSpec::parse(d).check(&blk_interposer::System)?;
+        let spec = DeviceSpec::parse(d);
+        log::debug!("device argument {}: {spec:?}", d.display());
+        spec.check(&blk_interposer::System)?;
     }
     Ok(op(&system()?)?)
 }
