@@ -451,6 +451,15 @@ mod tests {
                 ["bk-vdb1-cow: busy".to_string()]
             );
             assert!(classify_lib(&Error::NoInterpose).left_behind.is_empty());
+            let e = Error::EraSnapLeft {
+                name: "vdb1-era".into(),
+                before: String::new(),
+                drop: Box::new(Error::TryAgain { op: "message" }),
+            };
+            assert_eq!(
+                classify_lib(&e).left_behind,
+                ["the metadata snapshot of `vdb1-era`: `dmsetup message vdb1-era 0 drop_metadata_snap`"]
+            );
         }
     }
 }

@@ -120,3 +120,18 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
         .filter_map(|e| e.downcast_ref::<io::Error>())
         .any(|e| e.kind() == io::ErrorKind::BrokenPipe)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn a_closed_pipe_anywhere_in_the_chain_is_success() {
+        let e = Err::<(), _>(io::Error::from(io::ErrorKind::BrokenPipe))
+            .context("cannot write")
+            .unwrap_err();
+        assert!(is_broken_pipe(&e));
+        assert!(!is_broken_pipe(&anyhow::anyhow!("no table")));
+    }
+}
