@@ -22,7 +22,7 @@ pub struct Cli {
     pub json: bool,
 
     /// Print only errors: no report of what was done, no notes.  Data (ls,
-    /// info, era checkpoint/changed/status, snapshot ls, version, and any
+    /// info, era checkpoint/changed/status, snapshot ls/info, version, and any
     /// --json output) is still printed.
     #[arg(long, short, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
