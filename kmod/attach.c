@@ -143,6 +143,17 @@ static int interposer_check_target(struct interposer_dev *ipd,
 		       (u64)bdev_nr_sectors(orig));
 		return -ENOSPC;
 	}
+	/*
+	 * The device's users align their I/O to its logical block size (a
+	 * filesystem's block, O_DIRECT), not to the interposer's: an interposer
+	 * with larger logical blocks would fail or mangle what they send.
+	 */
+	if (bdev_logical_block_size(target) > bdev_logical_block_size(orig)) {
+		pr_err("%pg: interposer %pg has %u-byte logical blocks, the device %u\n",
+		       orig, target, bdev_logical_block_size(target),
+		       bdev_logical_block_size(orig));
+		return -EMEDIUMTYPE;
+	}
 	if (bdev_read_only(target) && !bdev_read_only(orig)) {
 		pr_err("%pg: interposer %pg is read-only\n", orig, target);
 		return -EROFS;

@@ -141,6 +141,14 @@ fn request_header(cmd: Cmd, req: Request, payload: usize) -> Result<IoctlHeader>
     })
 }
 
+/// `512-byte`: `dev`'s logical block size for messages, from sysfs.
+fn block_label(dev: DevNo) -> String {
+    match crate::sysfs::logical_block_size(dev) {
+        Some(b) => format!("{b}-byte"),
+        None => "unknown-size".to_string(),
+    }
+}
+
 /// Payload room for the retry after BUFFER_FULL with `count` entries.
 fn grown_payload(payload: usize, count: u32) -> usize {
     let need = (count as usize).saturating_mul(STATUS_SIZE);
@@ -184,6 +192,12 @@ fn map_errno(cmd: Cmd, errno: Errno, kernel: Version, req: Request) -> Error {
         (Errno::EBUSY, Cmd::LowerCreate) => Error::HookBusy { dev: dev() },
         (Errno::EOPNOTSUPP, Cmd::LowerCreate) => Error::FtraceOff { dev: dev() },
         (Errno::EMEDIUMTYPE, Cmd::LowerCreate) => Error::WrongMedium { dev: dev() },
+        (Errno::EMEDIUMTYPE, Cmd::Attach | Cmd::Switch) => Error::BlockSizeTooLarge {
+            dev: dev(),
+            interposer: interposer(),
+            dev_block: block_label(req.dev),
+            interposer_block: block_label(req.interposer),
+        },
         (Errno::EBUSY, Cmd::Attach | Cmd::Switch) => Error::AttachBusy {
             dev: dev(),
             interposer: interposer(),
@@ -472,6 +486,10 @@ mod tests {
         assert!(matches!(
             m(Cmd::LowerCreate, Errno::EMEDIUMTYPE),
             Error::WrongMedium { .. }
+        ));
+        assert!(matches!(
+            m(Cmd::Switch, Errno::EMEDIUMTYPE),
+            Error::BlockSizeTooLarge { .. }
         ));
         assert!(matches!(m(Cmd::Attach, Errno::ELOOP), Error::Loop { .. }));
         assert!(matches!(

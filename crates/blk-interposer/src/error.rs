@@ -147,6 +147,19 @@ pub enum Error {
         /// The interposer.
         interposer: String,
     },
+    /// EMEDIUMTYPE on ATTACH or SWITCH: the interposer's logical blocks are
+    /// larger than the device's.
+    #[error("cannot attach {dev} to {interposer}: the interposer has {interposer_block} logical blocks, the device {dev_block}; the device's users (its filesystem, O_DIRECT) send I/O aligned to the device's blocks, which the interposer would fail. Build the table from devices and targets whose logical block size (`blockdev --getss`) is at most the device's")]
+    BlockSizeTooLarge {
+        /// The device.
+        dev: String,
+        /// The interposer.
+        interposer: String,
+        /// The device's logical block size, e.g. `512-byte`.
+        dev_block: String,
+        /// The interposer's logical block size, e.g. `4096-byte`.
+        interposer_block: String,
+    },
     /// EAGAIN.
     #[error("{op}: the device is busy switching; try again")]
     TryAgain {
@@ -564,7 +577,7 @@ impl Error {
                 Errno::EBUSY
             }
             Error::FtraceOff { .. } => Errno::EOPNOTSUPP,
-            Error::WrongMedium { .. } => Errno::EMEDIUMTYPE,
+            Error::WrongMedium { .. } | Error::BlockSizeTooLarge { .. } => Errno::EMEDIUMTYPE,
             Error::Loop { .. } => Errno::ELOOP,
             Error::InterposerTooSmall { .. } => Errno::ENOSPC,
             Error::TryAgain { .. } => Errno::EAGAIN,

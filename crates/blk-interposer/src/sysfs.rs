@@ -23,6 +23,27 @@ pub fn kernel_name_in(sys: &Path, dev: DevNo) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The logical block size of `dev` in bytes (a partition's is its disk's),
+/// or `None` if sysfs does not say.
+pub fn logical_block_size(dev: DevNo) -> Option<u32> {
+    logical_block_size_in(Path::new("/sys"), dev)
+}
+
+/// [`logical_block_size`] under another sysfs root (for tests).
+pub fn logical_block_size_in(sys: &Path, dev: DevNo) -> Option<u32> {
+    let node = std::fs::canonicalize(sys.join(format!("dev/block/{dev}"))).ok()?;
+    let disk = if node.join("partition").exists() {
+        node.parent()?.to_path_buf()
+    } else {
+        node
+    };
+    std::fs::read_to_string(disk.join("queue/logical_block_size"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// A label for messages: `/dev/vdb (254:16)`, or `254:16` when sysfs does not
 /// know the device.
 pub fn label(dev: DevNo) -> String {
@@ -96,6 +117,11 @@ mod tests {
                 serial: Some("QM0042".into())
             }
         );
+        std::fs::create_dir_all(disk.join("queue")).unwrap();
+        std::fs::write(disk.join("queue/logical_block_size"), "4096\n").unwrap();
+        assert_eq!(logical_block_size_in(&dir, DevNo::new(254, 17)), Some(4096));
+        assert_eq!(logical_block_size_in(&dir, DevNo::new(254, 16)), Some(4096));
+        assert_eq!(logical_block_size_in(&dir, DevNo::new(254, 99)), None);
         let d = identity(&dir, DevNo::new(254, 16), Sectors(1 << 20)).unwrap();
         assert_eq!(
             (d.start, d.partition, d.serial.as_deref()),

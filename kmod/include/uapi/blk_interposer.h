@@ -21,6 +21,9 @@
  *   ATTACH        Redirect every bio aimed at @dev to @interposer.  The
  *                 filesystem on @dev is frozen and new bios are held at the
  *                 hook across the switch.  Needs the lower device first.
+ *                 EMEDIUMTYPE when @interposer's logical block size is
+ *                 larger than @dev's (its users' I/O would not fit); the
+ *                 same checks apply to each entry of SWITCH.
  *   DETACH        Stop redirecting @dev; waits for redirected bios still in
  *                 flight.  The lower device stays.
  *   STATUS        One struct blk_interposer_status for @dev at @data_start.
