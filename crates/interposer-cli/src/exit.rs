@@ -226,6 +226,7 @@ mod mapping {
             }
             Error::BadRequest { .. }
             | Error::WrongMedium { .. }
+            | Error::BlockSizeTooLarge { .. }
             | Error::Loop { .. }
             | Error::InterposerTooSmall { .. }
             | Error::TableSyntax { .. }
@@ -364,6 +365,15 @@ mod tests {
                 Kind::Refused
             );
             assert_eq!(kind(Error::NoInterpose), Kind::Refused);
+            assert_eq!(
+                kind(Error::BlockSizeTooLarge {
+                    dev: dev(),
+                    interposer: "/dev/dm-1 (253:1)".into(),
+                    dev_block: "512-byte".into(),
+                    interposer_block: "4096-byte".into(),
+                }),
+                Kind::Refused
+            );
             assert_eq!(
                 kind(Error::EraGap {
                     dev: dev(),
