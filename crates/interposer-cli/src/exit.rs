@@ -250,6 +250,9 @@ mod mapping {
             | Error::Dm {
                 errno: Some(errno), ..
             } => by_errno(*errno),
+            // ControlOpen, PermissionDenied, FtraceOff, BadReply, EraMetadata,
+            // EraStatus, and any variant added to the library later: add a new
+            // one above when it belongs to a kind (the enum is non_exhaustive).
             _ => Kind::Failure,
         }
     }
