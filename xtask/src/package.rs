@@ -445,6 +445,11 @@ mod tests {
         let create = String::from_utf8_lossy(create);
         assert!(create.contains(".TH interposer-create 8"), "{create}");
         assert!(create.contains("[interpose]"), "{create}");
+        // The exit statuses of interposer --help are in interposer(8).
+        let (_, top) = pages.iter().find(|(n, _)| n == "interposer").unwrap();
+        let top = String::from_utf8_lossy(top);
+        assert!(top.contains("Exit status:"), "{top}");
+        assert!(top.contains("tracking_gap"), "{top}");
     }
 
     #[test]

@@ -224,6 +224,18 @@ pub enum Error {
         /// The path as given.
         path: PathBuf,
     },
+    /// A path that does not exist.
+    #[error("{path} does not exist")]
+    PathNotFound {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// A bare name that is neither a kernel name nor a dm name.
+    #[error("`{name}` names no device: there is neither /dev/{name} nor a device-mapper device of that name (see `interposer ls`)")]
+    NoSuchName {
+        /// The name as given.
+        name: String,
+    },
     /// A path that cannot be resolved.
     #[error("cannot resolve {path}")]
     Resolve {

@@ -90,6 +90,45 @@ impl<H: Host + ?Sized> Host for &H {
     }
 }
 
+/// How a command line names a device; every verb classifies its device
+/// arguments with [`DeviceSpec::parse`] and resolves them with
+/// [`crate::Ops::resolve_device`] or [`crate::Ops::resolve_any`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceSpec {
+    /// `MAJ:MIN`.
+    DevNo(DevNo),
+    /// A path (anything with a `/`): `/dev/vdb`, a `/dev/disk/by-*` symlink.
+    Path(PathBuf),
+    /// A bare name: a kernel name (`vdb1`, that is `/dev/vdb1`) or a dm
+    /// name (`vdb1-era`, `/dev/mapper/vdb1-era`).
+    Name(String),
+}
+
+impl DeviceSpec {
+    /// Classify `what`: `MAJ:MIN`, a path with a `/`, or a bare name.
+    pub fn parse(what: &Path) -> DeviceSpec {
+        match what.to_str() {
+            Some(s) => match s.parse::<DevNo>() {
+                Ok(d) => DeviceSpec::DevNo(d),
+                Err(_) if s.contains('/') || s.is_empty() => DeviceSpec::Path(what.into()),
+                Err(_) => DeviceSpec::Name(s.to_string()),
+            },
+            None => DeviceSpec::Path(what.into()),
+        }
+    }
+
+    /// What can be checked with neither the module nor device-mapper: a
+    /// path must exist and be a block device.  Verbs run it on every device
+    /// argument before they open the control device, so that a wrong path
+    /// is not reported as a module that does not load.
+    pub fn check(&self, host: &impl Host) -> Result<()> {
+        match self {
+            DeviceSpec::Path(p) => host.resolve(p).map(drop),
+            DeviceSpec::DevNo(_) | DeviceSpec::Name(_) => Ok(()),
+        }
+    }
+}
+
 /// What a device holds ([`Host::occupied`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Occupied {
@@ -120,9 +159,12 @@ impl Host for System {
         if let Some(d) = spec.to_str().and_then(|s| s.parse::<DevNo>().ok()) {
             return Ok(d);
         }
-        let real = spec.canonicalize().map_err(|source| Error::Resolve {
-            path: spec.into(),
-            source,
+        let real = spec.canonicalize().map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound => Error::PathNotFound { path: spec.into() },
+            _ => Error::Resolve {
+                path: spec.into(),
+                source,
+            },
         })?;
         let meta = real.metadata().map_err(|source| Error::Resolve {
             path: spec.into(),
@@ -399,7 +441,27 @@ mod tests {
         let e = System.resolve(Path::new("/proc/self/status")).unwrap_err();
         assert_eq!(e.to_string(), "/proc/self/status is not a block device");
         let e = System.resolve(Path::new("/nonexistent/x")).unwrap_err();
-        assert!(e.to_string().contains("/nonexistent/x"), "{e}");
+        assert_eq!(e.to_string(), "/nonexistent/x does not exist");
+    }
+
+    #[test]
+    fn device_specs_are_told_apart_without_the_kernel() {
+        let spec = |s: &str| DeviceSpec::parse(Path::new(s));
+        assert_eq!(spec("254:16"), DeviceSpec::DevNo(DevNo::new(254, 16)));
+        assert_eq!(spec("/dev/vdb"), DeviceSpec::Path("/dev/vdb".into()));
+        assert_eq!(
+            spec("/dev/disk/by-id/virtio-x"),
+            DeviceSpec::Path("/dev/disk/by-id/virtio-x".into())
+        );
+        assert_eq!(spec("./vdb"), DeviceSpec::Path("./vdb".into()));
+        assert_eq!(spec("vdb1"), DeviceSpec::Name("vdb1".into()));
+        assert_eq!(spec("vdb1-era"), DeviceSpec::Name("vdb1-era".into()));
+        let e = spec("/etc/passwd").check(&System).unwrap_err();
+        assert_eq!(e.to_string(), "/etc/passwd is not a block device");
+        let e = spec("/nonexistent").check(&System).unwrap_err();
+        assert_eq!(e.to_string(), "/nonexistent does not exist");
+        assert!(spec("vdb-lin").check(&System).is_ok(), "names need dm");
+        assert!(spec("7:3").check(&System).is_ok());
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub use ctl::Control;
 pub use dm::{DeviceMapper, Dm, DmDevice, InterposePath, Table, TableLine};
 pub use era::{Checkpoint, GapReason};
 pub use error::{Error, ModuleLoadCause, Result};
-pub use host::{Host, System};
+pub use host::{DeviceSpec, Host, System};
 pub use kernel::{Counters, Kernel, Lower, State, Status, Switch};
 pub use ops::{
     CowStore, CreateReport, Entry, EraAttachReport, EraChanges, EraCheckpoint, EraInfo, Ops,

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use crate::size::parse_size;
+
 /// Put a device-mapper stack on a live block device, and take it away again.
 ///
 /// `interposer` redirects every bio aimed at a device (a mounted disk or
@@ -12,11 +14,24 @@ use clap::{Args, Parser, Subcommand};
 /// interposer: the one path through which the table reaches the live device.
 #[derive(Debug, Parser)]
 #[command(name = "interposer", version, arg_required_else_help = true)]
-#[command(after_long_help = EXAMPLES)]
+#[command(after_long_help = format!("{EXAMPLES}\n\n{}", crate::exit::EXIT_STATUS_HELP))]
 pub struct Cli {
-    /// Print machine-readable JSON instead of text.
+    /// Print machine-readable JSON instead of text (an error too: see Exit
+    /// status in --help).
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Print only errors: no report of what was done, no notes.  Data (ls,
+    /// info, era checkpoint/changed/status, snapshot ls/info, version, and any
+    /// --json output) is still printed.
+    #[arg(long, short, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Show debug lines on standard error: ours and those of the
+    /// devicemapper crate (dm devices created, loaded, resumed, removed);
+    /// -vv adds trace lines.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 
     /// What to do.
     #[command(subcommand)]
@@ -37,7 +52,10 @@ Examples:
   interposer ls                 # what is interposed, by what
   interposer remove vdb-lin     # back to the plain device, still mounted
 
-Requires the blk_interposer kernel module (`modprobe blk_interposer`) and root.";
+Needs root.  The blk_interposer kernel module is loaded on first use (the
+tool runs `modprobe blk_interposer` once when /dev/blk-interposer is missing);
+when that fails the error says why (not installed for this kernel, Secure Boot
+refused its signature) and the exit status is 5.";
 
 const CREATE_EXAMPLES: &str = "\
 Examples:
@@ -64,18 +82,26 @@ pub enum Command {
     /// Detaches (the filesystem is frozen, new bios held and those in flight
     /// drained), removes the dm device, then the lower device unless
     /// something else still uses it.
-    #[command(arg_required_else_help = true)]
+    ///
+    /// NAME is the dm name `create` was given (see `interposer ls`); a
+    /// snapshot group's devices go with `snapshot remove`, dm-era with `era
+    /// detach`.
+    #[command(arg_required_else_help = true, after_long_help = REMOVE_EXAMPLES)]
     Remove(RemoveArgs),
 
     /// List interposed devices: their lower device, interposer, state and counters.
-    #[command(visible_alias = "list")]
+    #[command(visible_alias = "list", after_long_help = LS_EXAMPLES)]
     Ls,
 
     /// Show one interposed device.
     ///
     /// Name it by its path (/dev/vdb, /dev/disk/by-id/...), MAJ:MIN, kernel
     /// name (vdb) or by the dm name of its interposer (vdb-lin).
-    #[command(visible_alias = "status", arg_required_else_help = true)]
+    #[command(
+        visible_alias = "status",
+        arg_required_else_help = true,
+        after_long_help = INFO_EXAMPLES
+    )]
     Info(InfoArgs),
 
     /// Low level: redirect DEVICE's bios to an existing INTERPOSER device.
@@ -85,12 +111,12 @@ pub enum Command {
     /// /dev/interposer/NAME (created here if missing), never through DEVICE.
     /// The kernel refuses an interposer that is DEVICE itself, on its disk,
     /// a lower device, smaller than DEVICE, or that leads back to it.
-    #[command(arg_required_else_help = true)]
+    #[command(arg_required_else_help = true, after_long_help = ATTACH_EXAMPLES)]
     Attach(AttachArgs),
 
     /// Low level: stop redirecting DEVICE's bios; the dm device and the
     /// lower device stay (`remove` takes all three away).
-    #[command(arg_required_else_help = true)]
+    #[command(arg_required_else_help = true, after_long_help = DETACH_EXAMPLES)]
     Detach(DetachArgs),
 
     /// Changed-block tracking with dm-era, live: attach, checkpoint, changed, detach.
@@ -108,12 +134,67 @@ pub enum Command {
     Switch(SwitchArgs),
 
     /// Point-in-time snapshots of live devices, for backups.
-    #[command(subcommand)]
+    #[command(subcommand, after_long_help = SNAPSHOT_EXAMPLES)]
     Snapshot(SnapshotCommand),
 
     /// Show the versions of this tool, its ABI and the loaded module.
+    ///
+    /// The module's ABI is asked from /dev/blk-interposer (loading the
+    /// module first if it is missing); when it does not answer, the line
+    /// says why and the status is still 0.
+    #[command(after_long_help = VERSION_EXAMPLES)]
     Version,
 }
+
+const REMOVE_EXAMPLES: &str = "\
+Examples:
+  interposer remove vdb-lin              # /dev/vdb stays mounted, on its own again
+  interposer --json remove vdb-lin       # the report as JSON";
+
+const LS_EXAMPLES: &str = "\
+Examples:
+  interposer ls
+  interposer ls --json | jq -r '.[] | select(.state == \"attached\") | .device'";
+
+const INFO_EXAMPLES: &str = "\
+Examples:
+  interposer info /dev/vdb
+  interposer info vdb-lin                # by its interposer's dm name
+  interposer info 254:16 --json
+
+The device is a path (/dev/vdb, /dev/disk/by-id/...), MAJ:MIN (254:16), a
+kernel name (vdb) or the dm name of its interposer (vdb-lin).";
+
+const ATTACH_EXAMPLES: &str = "\
+Examples:
+  # Build the dm device yourself, on the lower device, then redirect /dev/vdb to it:
+  interposer create vdb-lin --table \"0 $(blockdev --getsz /dev/vdb) linear [interpose]/dev/vdb 0\"
+  interposer detach /dev/vdb
+  interposer attach /dev/vdb /dev/mapper/vdb-lin
+  interposer attach vdb vdb-lin          # the same, by kernel and dm name
+
+DEVICE is a path, MAJ:MIN, a kernel name or the dm name of its interposer;
+INTERPOSER a path, MAJ:MIN, a kernel name (dm-3) or a dm name.";
+
+const DETACH_EXAMPLES: &str = "\
+Examples:
+  interposer detach /dev/vdb             # bios go to /dev/vdb itself again
+  interposer detach vdb-lin              # the device that vdb-lin interposes
+  interposer remove vdb-lin              # then take the dm and lower device away";
+
+const SNAPSHOT_EXAMPLES: &str = "\
+Examples:
+  interposer snapshot create --name bk --cow /dev/vdc /dev/vdb1 /dev/vdb2
+  interposer snapshot ls
+  interposer snapshot info bk
+  interposer snapshot remove bk
+
+See `interposer snapshot create --help` for a whole backup.";
+
+const VERSION_EXAMPLES: &str = "\
+Examples:
+  interposer version
+  interposer version --json | jq -r .module     # null when the module does not answer";
 
 const ERA_EXAMPLES: &str = "\
 Examples:
@@ -126,8 +207,8 @@ Examples:
   interposer era status vdb1
   interposer era detach vdb1             # the metadata stays on /dev/vdd
 
-DEVICE is the tracked device (/dev/vdb1 or vdb1) or the dm name of its era
-interposer (vdb1-era).";
+DEVICE is the tracked device (a path, MAJ:MIN or a kernel name: /dev/vdb1,
+vdb1) or the dm name of its era interposer (vdb1-era).";
 
 /// `era`.
 #[derive(Debug, Args)]
@@ -150,13 +231,13 @@ pub enum EraCommand {
     /// tracked them are in no era, so `changed --since` refuses checkpoints
     /// taken before the attach.  The interposer is named DEVICE-era
     /// (vdb1-era) unless --name says otherwise.
-    #[command(arg_required_else_help = true)]
+    #[command(arg_required_else_help = true, after_long_help = ERA_ATTACH_EXAMPLES)]
     Attach(EraAttachArgs),
 
     /// Start a new era and print the checkpoint, ERA@GENERATION: every block
     /// written from now on is in that era or later (give it to `changed
     /// --since`; the generation ties it to this formatting of the metadata).
-    #[command(arg_required_else_help = true)]
+    #[command(arg_required_else_help = true, after_long_help = ERA_CHECKPOINT_EXAMPLES)]
     Checkpoint(EraDeviceArgs),
 
     /// Print the byte ranges written since checkpoint SINCE.
@@ -168,28 +249,65 @@ pub enum EraCommand {
     /// metadata read from its device, and the snapshot dropped again.  When
     /// tracking has a gap since SINCE (a detach and attach, another metadata
     /// generation, another device, dm-era off the device's path) it fails
-    /// instead of printing a list that could be short: take a full backup.
-    #[command(arg_required_else_help = true)]
+    /// instead of printing a list that could be short: take a full backup
+    /// (exit status 6).
+    #[command(arg_required_else_help = true, after_long_help = ERA_CHANGED_EXAMPLES)]
     Changed(EraChangedArgs),
 
     /// Show the current era, the block size and the metadata use.
-    #[command(arg_required_else_help = true)]
+    #[command(arg_required_else_help = true, after_long_help = ERA_STATUS_EXAMPLES)]
     Status(EraDeviceArgs),
 
     /// Take the era interposer away (live); its metadata stays on its device.
-    #[command(arg_required_else_help = true)]
+    #[command(arg_required_else_help = true, after_long_help = ERA_DETACH_EXAMPLES)]
     Detach(EraDeviceArgs),
 }
+
+const ERA_ATTACH_EXAMPLES: &str = "\
+Examples:
+  interposer era attach /dev/vdb1 --metadata /dev/vdd              # 64 KiB blocks
+  interposer era attach vdb1 -m /dev/disk/by-id/virtio-meta -b 1M --name data-era
+
+DEVICE is a path, MAJ:MIN or a kernel name; META_DEV a path, MAJ:MIN, a kernel
+name or a dm name.";
+
+const ERA_CHECKPOINT_EXAMPLES: &str = "\
+Examples:
+  E=$(interposer era checkpoint vdb1)    # prints ERA@GENERATION, e.g. 12@3f9a1c02d4e5b6a7
+  interposer era checkpoint vdb1-era --json";
+
+const ERA_CHANGED_EXAMPLES: &str = "\
+Examples:
+  interposer era changed vdb1 --since \"$E\"            # OFFSET LENGTH (bytes) per line
+  interposer -q era changed vdb1 --since \"$E\"         # without the summary on stderr
+  interposer era changed vdb1 --since \"$E\" --json
+  # In a backup script, status 6 means: take a full backup.
+  interposer era changed vdb1 --since \"$E\" >ranges; rc=$?
+  [ $rc -eq 6 ] && echo \"tracking gap since $E: full backup\"";
+
+const ERA_STATUS_EXAMPLES: &str = "\
+Examples:
+  interposer era status vdb1
+  interposer era status vdb1-era --json";
+
+const ERA_DETACH_EXAMPLES: &str = "\
+Examples:
+  interposer era detach vdb1             # the metadata stays on its device
+  interposer era attach vdb1 -m /dev/vdd # later: the eras go on (changes since an
+                                         # earlier checkpoint are refused: a gap)";
 
 /// `era attach`.
 #[derive(Debug, Args)]
 pub struct EraAttachArgs {
-    /// The device to track (/dev/vdb1).
+    /// The device to track: a path (/dev/vdb1), MAJ:MIN or a kernel name (vdb1).
     pub device: PathBuf,
-    /// The device for dm-era's metadata (zeroed, or dm-era's own).
+    /// The device for dm-era's metadata (zeroed, or dm-era's own): a path,
+    /// MAJ:MIN, a kernel name or a dm name.
     #[arg(long, short, value_name = "META_DEV")]
     pub metadata: PathBuf,
-    /// Era block size: a multiple of 4 KiB (4K, 64K, 1M).
+    /// Era block size: a multiple of 4 KiB (4K, 64K, 1M, 1.5M).  K, M, G,
+    /// T are binary (KiB, MiB, GiB, TiB); `s` is 512-byte sectors and a
+    /// bare number is bytes.
     #[arg(long, short, value_name = "SIZE", default_value = "64K", value_parser = parse_size)]
     pub block_size: u64, // in 512-byte sectors, as parse_size gives them
     /// Name of the dm-era device (default: DEVICE-era).
@@ -200,14 +318,16 @@ pub struct EraAttachArgs {
 /// `era checkpoint|status|detach`.
 #[derive(Debug, Args)]
 pub struct EraDeviceArgs {
-    /// The tracked device (/dev/vdb1, vdb1) or its era interposer's dm name.
+    /// The tracked device (a path, MAJ:MIN, a kernel name: /dev/vdb1, vdb1)
+    /// or its era interposer's dm name (vdb1-era).
     pub device: String,
 }
 
 /// `era changed`.
 #[derive(Debug, Args)]
 pub struct EraChangedArgs {
-    /// The tracked device (/dev/vdb1, vdb1) or its era interposer's dm name.
+    /// The tracked device (a path, MAJ:MIN, a kernel name: /dev/vdb1, vdb1)
+    /// or its era interposer's dm name (vdb1-era).
     pub device: String,
     /// The checkpoint (ERA@GENERATION, or a bare ERA) from `checkpoint`:
     /// list what was written since.
@@ -243,7 +363,9 @@ Examples:
 /// `switch`.
 #[derive(Debug, Args)]
 pub struct SwitchArgs {
-    /// DEVICE=INTERPOSER or DEVICE=none, at most 64.
+    /// DEVICE=INTERPOSER or DEVICE=none, at most 64.  DEVICE is a path,
+    /// MAJ:MIN, a kernel name or the dm name of its interposer; INTERPOSER a
+    /// path, MAJ:MIN, a kernel name or a dm name.
     #[arg(required = true, value_name = "MOVE", value_parser = parse_move)]
     pub moves: Vec<(PathBuf, Option<PathBuf>)>,
 }
@@ -291,8 +413,12 @@ pub enum SnapshotCommand {
     Create(SnapshotCreateArgs),
 
     /// List snapshot groups: devices, snapshot paths, COW use, state.
-    #[command(visible_alias = "list")]
+    #[command(visible_alias = "list", after_long_help = SNAPSHOT_LS_EXAMPLES)]
     Ls,
+
+    /// Show one snapshot group: its devices, snapshots, COW use and state.
+    #[command(arg_required_else_help = true, after_long_help = SNAPSHOT_INFO_EXAMPLES)]
+    Info(SnapshotNameArgs),
 
     /// Take snapshot group NAME away; the devices stay mounted.
     ///
@@ -301,9 +427,24 @@ pub enum SnapshotCommand {
     /// COW file that `create --cow-file` made, and unused lower devices.
     /// Refused while a snapshot is mounted.  Works on an invalid
     /// (overflowed) snapshot too.
-    #[command(arg_required_else_help = true)]
+    #[command(arg_required_else_help = true, after_long_help = SNAPSHOT_REMOVE_EXAMPLES)]
     Remove(SnapshotRemoveArgs),
 }
+
+const SNAPSHOT_LS_EXAMPLES: &str = "\
+Examples:
+  interposer snapshot ls                 # STATE says `invalid` when a COW store overflowed
+  interposer snapshot ls --json";
+
+const SNAPSHOT_INFO_EXAMPLES: &str = "\
+Examples:
+  interposer snapshot info bk
+  interposer snapshot info bk --json | jq '.devices[].cow_used_percent'";
+
+const SNAPSHOT_REMOVE_EXAMPLES: &str = "\
+Examples:
+  umount /backup && interposer snapshot remove bk
+  interposer snapshot remove snap-vdb1   # the default name of `snapshot create /dev/vdb1`";
 
 /// `snapshot remove`.
 #[derive(Debug, Args)]
@@ -312,11 +453,19 @@ pub struct SnapshotRemoveArgs {
     pub name: String,
 }
 
+/// `snapshot info`.
+#[derive(Debug, Args)]
+pub struct SnapshotNameArgs {
+    /// The snapshot group's name (`--name` of create; see `interposer snapshot ls`).
+    pub name: String,
+}
+
 /// `snapshot create`.
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("store").required(true).args(["cow", "cow_file"]))]
 pub struct SnapshotCreateArgs {
-    /// The devices to snapshot (mounted or not).
+    /// The devices to snapshot (mounted or not): each a path, MAJ:MIN, a
+    /// kernel name, or the dm name of the interposer it has.
     #[arg(required = true, value_name = "DEVICE")]
     pub devices: Vec<PathBuf>,
 
@@ -324,8 +473,9 @@ pub struct SnapshotCreateArgs {
     #[arg(long)]
     pub name: Option<String>,
 
-    /// COW block device: once for all DEVICEs (split into equal slices) or
-    /// once per DEVICE, in the same order.  Its contents are overwritten.
+    /// COW block device (a path, MAJ:MIN, a kernel name or a dm name): once
+    /// for all DEVICEs (split into equal slices) or once per DEVICE, in the
+    /// same order.  Its contents are overwritten.
     #[arg(long, value_name = "DEV")]
     pub cow: Vec<PathBuf>,
 
@@ -334,12 +484,15 @@ pub struct SnapshotCreateArgs {
     #[arg(long, value_name = "PATH", requires = "cow_size")]
     pub cow_file: Option<PathBuf>,
 
-    /// Size of --cow-file: 512M, 2G, 4096s (sectors), or bytes.
+    /// Size of --cow-file: 512M, 1.5G, 4096s (sectors), or a bare number of
+    /// bytes.  K, M, G, T are binary (KiB, MiB, GiB, TiB); the size must be
+    /// a whole number of 512-byte sectors.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "cow_file")]
     pub cow_size: Option<u64>,
 
-    /// Chunk: the unit copied before a first write (power of two, >= 4K).
-    /// Small chunks fit a filesystem's scattered 4 KiB writes best.
+    /// Chunk: the unit copied before a first write (power of two, >= 4K;
+    /// K, M are binary: KiB, MiB).  Small chunks fit a filesystem's
+    /// scattered 4 KiB writes best.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "4K")]
     pub chunk_size: u64,
 
@@ -354,53 +507,22 @@ pub struct SnapshotCreateArgs {
     pub yes: bool,
 }
 
-/// A size in sectors: `N` bytes, `Ns` sectors, or `N` with K/M/G/T (binary,
-/// optional `iB`/`B`).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(digits);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size: write e.g. 4K, 512M, 2G or 4096s"))?;
-    let unit = unit.trim().to_ascii_uppercase();
-    if unit == "S" {
-        return Ok(n);
-    }
-    let shift = match unit.trim_end_matches("IB").trim_end_matches('B') {
-        "" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        "T" => 40,
-        _ => {
-            return Err(format!(
-                "`{s}`: unknown unit; use K, M, G, T or s (sectors)"
-            ))
-        }
-    };
-    let bytes = n
-        .checked_mul(1 << shift)
-        .ok_or_else(|| format!("`{s}` is too large"))?;
-    if bytes % 512 != 0 {
-        return Err(format!("`{s}` is not a multiple of 512 bytes"));
-    }
-    Ok(bytes / 512)
-}
-
 /// `attach`.
 #[derive(Debug, Args)]
 pub struct AttachArgs {
-    /// The device whose bios are redirected (/dev/vdb).
+    /// The device whose bios are redirected: a path (/dev/vdb), MAJ:MIN, a
+    /// kernel name (vdb) or the dm name of its interposer.
     pub device: PathBuf,
-    /// The device that takes them (/dev/mapper/NAME or /dev/dm-N).
+    /// The device that takes them: a path (/dev/mapper/NAME, /dev/dm-N),
+    /// MAJ:MIN, a kernel name (dm-3) or a dm name.
     pub interposer: PathBuf,
 }
 
 /// `detach`.
 #[derive(Debug, Args)]
 pub struct DetachArgs {
-    /// The interposed device (/dev/vdb).
+    /// The interposed device: a path (/dev/vdb), MAJ:MIN, a kernel name
+    /// (vdb) or the dm name of its interposer (vdb-lin).
     pub device: PathBuf,
 }
 
@@ -422,14 +544,15 @@ pub struct CreateArgs {
 /// `remove`.
 #[derive(Debug, Args)]
 pub struct RemoveArgs {
-    /// The dm name of the interposer.
+    /// The dm name of the interposer, as `create` was given it (vdb-lin).
     pub name: String,
 }
 
 /// `info`.
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// /dev/X, MAJ:MIN, a kernel name, or the interposer's dm name.
+    /// The device: a path (/dev/vdb, /dev/disk/by-id/...), MAJ:MIN, a kernel
+    /// name (vdb) or the dm name of its interposer (vdb-lin).
     pub what: String,
 }
 
@@ -561,26 +684,21 @@ mod tests {
         assert!(parse(&["remove", "a", "b"]).is_err());
     }
 
+    /// The `snapshot create` arguments `args` (after `snapshot create`) parse to.
+    fn snapshot_create(args: &[&str]) -> SnapshotCreateArgs {
+        let all: Vec<&str> = ["snapshot", "create"].iter().chain(args).copied().collect();
+        match parse(&all).unwrap().command {
+            Command::Snapshot(SnapshotCommand::Create(a)) => a,
+            _ => panic!("{args:?} is not snapshot create"),
+        }
+    }
+
     #[test]
     fn snapshot_create_needs_devices_and_one_kind_of_cow() {
-        let Command::Snapshot(SnapshotCommand::Create(a)) = parse(&[
-            "snapshot",
-            "create",
-            "--cow",
-            "/dev/vdc",
-            "/dev/vdb1",
-            "/dev/vdb2",
-        ])
-        .unwrap()
-        .command
-        else {
-            panic!()
-        };
+        let a = snapshot_create(&["--cow", "/dev/vdc", "/dev/vdb1", "/dev/vdb2"]);
         assert_eq!(a.devices.len(), 2);
         assert_eq!((a.chunk_size, a.transient, a.name), (8, false, None));
-        let Command::Snapshot(SnapshotCommand::Create(a)) = parse(&[
-            "snapshot",
-            "create",
+        let a = snapshot_create(&[
             "--cow-file",
             "/x",
             "--cow-size",
@@ -591,12 +709,7 @@ mod tests {
             "--name",
             "bk",
             "/dev/vdb",
-        ])
-        .unwrap()
-        .command
-        else {
-            panic!()
-        };
+        ]);
         assert_eq!(
             (a.cow_size, a.chunk_size, a.transient),
             (Some(131072), 128, true)
@@ -626,14 +739,110 @@ mod tests {
     }
 
     #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_size("4K"), Ok(8));
-        assert_eq!(parse_size("64KiB"), Ok(128));
-        assert_eq!(parse_size("2G"), Ok(4 << 20));
-        assert_eq!(parse_size("4096s"), Ok(4096));
-        assert_eq!(parse_size("1024"), Ok(2));
-        for bad in ["", "x", "4Q", "100", "99999999999999T"] {
-            assert!(parse_size(bad).is_err(), "{bad}");
+    fn every_size_option_takes_decimal_sizes() {
+        let a = snapshot_create(&[
+            "--cow-file",
+            "/x",
+            "--cow-size",
+            "1.5G",
+            "--chunk-size",
+            "4096",
+            "/dev/vdb",
+        ]);
+        assert_eq!((a.cow_size, a.chunk_size), (Some(3 << 20), 8));
+        let EraCommand::Attach(a) = era(&["era", "attach", "vdb1", "-m", "vdd", "-b", "128s"])
+        else {
+            panic!()
+        };
+        assert_eq!(a.block_size, 128);
+        let e = parse(&["era", "attach", "vdb1", "-m", "vdd", "-b", "1.3K"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(e.to_string().contains("512-byte sectors"), "{e}");
+    }
+
+    #[test]
+    fn quiet_and_verbose_are_global() {
+        let c = parse(&["ls", "-q"]).unwrap();
+        assert!(c.quiet && c.verbose == 0);
+        assert_eq!(parse(&["-vv", "ls"]).unwrap().verbose, 2);
+        let c = parse(&["era", "status", "vdb1", "--verbose"]).unwrap();
+        assert_eq!((c.quiet, c.verbose), (false, 1));
+        let e = parse(&["-q", "-v", "ls"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+        let c = parse(&["--quiet", "--json", "ls"]).unwrap();
+        assert!(c.quiet && c.json);
+    }
+
+    #[test]
+    fn top_help_has_the_exit_statuses_and_no_modprobe_chore() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains(crate::exit::EXIT_STATUS_HELP), "{help}");
+        assert!(help.contains("loaded on first use"), "{help}");
+        assert!(!help.contains("Requires the blk_interposer kernel module"));
+    }
+
+    #[test]
+    fn every_verb_and_sub_verb_has_examples() {
+        fn walk(cmd: &clap::Command, path: &str, seen: &mut Vec<String>) {
+            for sub in cmd.get_subcommands().filter(|c| c.get_name() != "help") {
+                let path = format!("{path} {}", sub.get_name());
+                let help = sub.get_after_long_help().map(ToString::to_string);
+                assert!(
+                    help.as_deref().is_some_and(|h| h.contains("Examples:\n  ")),
+                    "`{path} --help` has no examples"
+                );
+                seen.push(path.clone());
+                walk(sub, &path, seen);
+            }
         }
+        let mut seen = Vec::new();
+        walk(&Cli::command(), "interposer", &mut seen);
+        for verb in [
+            "create",
+            "remove",
+            "ls",
+            "info",
+            "attach",
+            "detach",
+            "switch",
+            "version",
+            "era attach",
+            "era checkpoint",
+            "era changed",
+            "era status",
+            "era detach",
+            "snapshot create",
+            "snapshot ls",
+            "snapshot info",
+            "snapshot remove",
+        ] {
+            assert!(
+                seen.contains(&format!("interposer {verb}")),
+                "{verb}: {seen:?}"
+            );
+        }
+        let top = Cli::command().render_long_help().to_string();
+        assert!(top.contains("Examples:"), "{top}");
+    }
+
+    #[test]
+    fn snapshot_remove_and_info_take_the_group_name() {
+        let mut cmd = Cli::command();
+        let snap = cmd.find_subcommand_mut("snapshot").unwrap();
+        for verb in ["remove", "info"] {
+            let help = snap
+                .find_subcommand_mut(verb)
+                .unwrap()
+                .render_long_help()
+                .to_string();
+            assert!(help.contains("<NAME>"), "{help}");
+            assert!(help.contains("The snapshot group's name"), "{help}");
+        }
+        let Command::Snapshot(SnapshotCommand::Info(a)) =
+            parse(&["snapshot", "info", "bk"]).unwrap().command
+        else {
+            panic!()
+        };
+        assert_eq!(a.name, "bk");
     }
 }

@@ -3,3 +3,5 @@
 //! the same clap definitions.
 
 pub mod cli;
+pub mod exit;
+pub mod size;

@@ -1,6 +1,7 @@
 //! Printing: JSON for `--json`, aligned columns for people.
 
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 
@@ -10,6 +11,36 @@ pub fn json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
     serde_json::to_writer_pretty(&mut out, value).map_err(io::Error::from)?;
     writeln!(out)?;
     Ok(())
+}
+
+/// `-q`: no reports of what was done, no notes; data and errors still.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Set by `main` from `-q` before any verb runs.
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// Lines that report what a verb did (`vdb-lin removed; ...`) on stdout,
+/// unless `-q`.  Data a script reads (`ls`, `era checkpoint`) goes through
+/// [`lines`], and JSON through [`json`], whatever `-q` says.
+pub fn report<I: IntoIterator<Item = String>>(text: I) -> anyhow::Result<()> {
+    if !for_people() {
+        return Ok(());
+    }
+    lines(text)
+}
+
+/// A note for people on stderr, unless `-q`.
+pub fn note(text: &str) {
+    if for_people() {
+        eprintln!("{text}");
+    }
+}
+
+/// Whether reports and notes are printed: not under `-q`.
+fn for_people() -> bool {
+    !QUIET.load(Ordering::Relaxed)
 }
 
 /// Text lines on stdout.
@@ -75,6 +106,17 @@ mod tests {
             vec!["/dev/nvme0n1p2".into(), "attached".into()],
         ]);
         assert_eq!(t, ["DEVICE          STATE", "/dev/nvme0n1p2  attached"]);
+    }
+
+    #[test]
+    fn quiet_silences_reports_and_notes_only() {
+        assert!(for_people());
+        set_quiet(true);
+        assert!(!for_people());
+        // Reports are dropped before they reach stdout; data is not gated.
+        assert!(report(["not printed".to_string()]).is_ok());
+        set_quiet(false);
+        assert!(for_people());
     }
 
     #[test]

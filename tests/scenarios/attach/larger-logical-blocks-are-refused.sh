@@ -35,7 +35,7 @@ modprobe null_blk nr_devices=1 bs=4096 memory_backed=1 gb=1
 [ "$(blockdev --getss /dev/vdb)" = 512 ] || _fail "vdb does not have 512-byte sectors"
 
 # create: the table grows the device by 4 KiB onto the 4Kn device.
-_expect_fail "create with a 4 KiB-sector device in the table" \
+_expect_exit "create with a 4 KiB-sector device in the table" 7 \
 	"interposer has 4096-byte logical blocks, the device 512-byte" \
 	interposer create vdb-4k --table "0 $SZ linear [interpose]/dev/vdb 0
 $SZ 8 linear /dev/nullb0 0"
@@ -50,11 +50,11 @@ dmsetup create n4k --table "0 $SZ linear /dev/interposer/vdb 0
 $SZ 8 linear /dev/nullb0 0"
 dmsetup mknodes n4k
 [ "$(blockdev --getss /dev/mapper/n4k)" = 4096 ] || _fail "n4k does not have 4 KiB blocks"
-_expect_fail "switch to a 4 KiB interposer" "4096-byte logical blocks, the device 512-byte" \
+_expect_exit "switch to a 4 KiB interposer" 7 "4096-byte logical blocks, the device 512-byte" \
 	interposer switch /dev/vdb=/dev/mapper/n4k
 [ "$(interposer info /dev/vdb | grep -c vdb-lin)" -ge 1 ] || _fail "vdb left vdb-lin"
 interposer detach /dev/vdb >/dev/null || _fail "detach failed"
-_expect_fail "attach to a 4 KiB interposer" "4096-byte logical blocks, the device 512-byte" \
+_expect_exit "attach to a 4 KiB interposer" 7 "4096-byte logical blocks, the device 512-byte" \
 	interposer attach /dev/vdb /dev/mapper/n4k
 interposer attach /dev/vdb /dev/mapper/vdb-lin >/dev/null || _fail "re-attach to vdb-lin failed"
 [ "$(_counter /dev/vdb attaches)" -ge 2 ] || _fail "vdb-lin is not attached again"

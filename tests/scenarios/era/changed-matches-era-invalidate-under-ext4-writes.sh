@@ -40,14 +40,14 @@ _mount /dev/vdb1 /n
 _file_writer_start /n/w 0.2
 
 # Bad input first: each refused, nothing created.
-_expect_fail "a block size that is not a multiple of 4 KiB" "multiple of 4 KiB" \
+_expect_exit "a block size that is not a multiple of 4 KiB" 7 "multiple of 4 KiB" \
 	interposer era attach /dev/vdb1 --metadata /dev/vdd --block-size 6k
 _mkfs_ext4 /dev/vdc
-_expect_fail "metadata on a device holding ext4" "not dm-era metadata.*dd if=/dev/zero of=/dev/vdc" \
+_expect_exit "metadata on a device holding ext4" 7 "not dm-era metadata.*dd if=/dev/zero of=/dev/vdc" \
 	interposer era attach /dev/vdb1 --metadata /dev/vdc
-_expect_fail "metadata on the tracked device itself" "the device it tracks" \
+_expect_exit "metadata on the tracked device itself" 7 "the device it tracks" \
 	interposer era attach /dev/vdb1 --metadata /dev/vdb1
-_expect_fail "checkpoint without an era interposer" "has no dm-era interposer; attach one" \
+_expect_exit "checkpoint without an era interposer" 3 "has no dm-era interposer; attach one" \
 	interposer era checkpoint vdb1
 [ -z "$(dmsetup ls | grep -v 'No devices')" ] || _fail "a refused attach left a dm device: $(dmsetup ls)"
 
@@ -56,7 +56,7 @@ interposer era attach /dev/vdb1 --metadata /dev/vdd --block-size 64k ||
 	_fail "interposer era attach failed"
 dmsetup table vdb1-era
 interposer era status vdb1
-_expect_fail "a second dm-era on the same metadata device" "metadata device /dev/vdd is in use" \
+_expect_exit "a second dm-era on the same metadata device" 4 "metadata device /dev/vdd is in use" \
 	interposer era attach /dev/vdc --metadata /dev/vdd
 dmsetup info vdc-era >/dev/null 2>&1 && _fail "the refused attach left vdc-era behind"
 sleep 1
@@ -112,7 +112,7 @@ dmsetup status vdb1-era | awk '{ if ($7 != "-") exit 1 }' ||
 dmsetup message vdb1-era 0 take_metadata_snap
 era_invalidate --written-since "$ERA" --metadata-snapshot /dev/vdd >/tmp/inv.xml ||
 	_fail "era_invalidate failed"
-_expect_fail "changed while a metadata snapshot is held" "already holds a metadata snapshot.*drop_metadata_snap" \
+_expect_exit "changed while a metadata snapshot is held" 4 "already holds a metadata snapshot.*drop_metadata_snap" \
 	interposer era changed vdb1 --since "$E"
 dmsetup message vdb1-era 0 drop_metadata_snap
 fsfreeze --unfreeze /n
@@ -145,14 +145,14 @@ mkdir -p /tmp/sums1
 mv /tmp/files.*.sums /tmp/sums1/	# the next writer starts its own
 _file_writer_start /n/w2 0.2
 interposer era detach vdb1 || _fail "interposer era detach failed"
-_expect_fail "changed while detached" "has no dm-era interposer" \
+_expect_exit "changed while detached" 3 "has no dm-era interposer" \
 	interposer era changed vdb1 --since "$E"
 sleep 1
 interposer era attach /dev/vdb1 -m /dev/vdd || _fail "re-attach onto the same metadata failed"
 _E2=$(interposer --json era status vdb1-era | sed -n 's/.*"era": \([0-9]*\).*/\1/p')
 _log "re-attached: era $_E2"
 [ "$_E2" -gt "$ERA" ] || _fail "the eras started again ($_E2 <= $ERA) instead of going on"
-_expect_fail "changed since a checkpoint from before the detach" \
+_expect_exit "changed since a checkpoint from before the detach" 6 \
 	"since era $E: tracking began again at era [0-9]+ \(after .era detach. at era [0-9]+\).*take a full backup" \
 	interposer era changed vdb1 --since "$E"
 E3=$(interposer era checkpoint vdb1)
@@ -161,7 +161,7 @@ interposer era changed vdb1 --since "$E3" >/dev/null 2>&1 ||
 	_fail "changed since a checkpoint after the re-attach failed"
 interposer era detach vdb1-era || _fail "interposer era detach by dm name failed"
 # Free again (a held metadata device is refused first, see above).
-_expect_fail "re-attach with another block size" "blocks of 128 sectors, not 8" \
+_expect_exit "re-attach with another block size" 7 "blocks of 128 sectors, not 8" \
 	interposer era attach /dev/vdb1 -m /dev/vdd --block-size 4k --name other
 [ -z "$(dmsetup ls | grep -v 'No devices')" ] || _fail "detach left a dm device: $(dmsetup ls)"
 _file_writer_stop

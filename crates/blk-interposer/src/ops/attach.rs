@@ -35,8 +35,8 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
     /// lower device first if it has none (and removing it again if the
     /// attach is refused).
     pub fn attach(&self, device: &Path, interposer: &Path) -> Result<SwitchReport> {
-        let dev = self.host.resolve(device)?;
-        let to = self.host.resolve(interposer)?;
+        let dev = self.resolve_device(device)?;
+        let to = self.resolve_any(interposer)?;
         let (lower, lower_created) = self.lower_of(dev)?;
         if let Err(e) = self.kernel.attach(dev, to) {
             if lower_created {
@@ -57,7 +57,7 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
     /// Stop redirecting `device`; its lower device stays for the dm table
     /// that may still use it.
     pub fn detach(&self, device: &Path) -> Result<SwitchReport> {
-        let dev = self.host.resolve(device)?;
+        let dev = self.resolve_device(device)?;
         self.refuse_suspended_interposer(dev)?;
         self.kernel.detach(dev)?;
         let lower = self.kernel.status(dev)?.lower;
@@ -79,7 +79,7 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
     pub fn switch(&self, moves: &[(&Path, Option<&Path>)]) -> Result<Vec<SwitchReport>> {
         let mut resolved: Vec<Switch> = Vec::with_capacity(moves.len());
         for (device, to) in moves {
-            let dev = self.host.resolve(device)?;
+            let dev = self.resolve_device(device)?;
             if resolved.iter().any(|m| m.dev == dev) {
                 return Err(Error::BadRequest {
                     what: format!(
@@ -88,7 +88,7 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
                     ),
                 });
             }
-            let to = to.map(|p| self.host.resolve(p)).transpose()?;
+            let to = to.map(|p| self.resolve_any(p)).transpose()?;
             resolved.push(Switch { dev, to });
         }
         let mut lowers = Vec::with_capacity(resolved.len());

@@ -18,7 +18,7 @@ use crate::era::meta::{MetaError, Metadata};
 use crate::era::record::{self, EpochEnd, TrackingRecord};
 use crate::era::{self, ChangedRange, Checkpoint, EraStatus, EraTable, GapReason};
 use crate::error::{Error, Result};
-use crate::host::{mapper_path, Host, Occupied};
+use crate::host::{mapper_path, DeviceSpec, Host, Occupied};
 use crate::kernel::{Kernel, State};
 use crate::ops::{CreateReport, Ops};
 use crate::types::{DevNo, Sectors};
@@ -165,8 +165,8 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
         block_bytes: u64,
         name: Option<&str>,
     ) -> Result<EraAttachReport> {
-        let dev = self.host.resolve(device)?;
-        let meta = self.host.resolve(metadata)?;
+        let dev = self.resolve_device(device)?;
+        let meta = self.resolve_any(metadata)?;
         if meta == dev {
             return Err(Error::EraMetadataOnDevice {
                 meta: metadata.display().to_string(),
@@ -705,8 +705,8 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
     /// By dm name, or by the device (`/dev/vdb1`, `vdb1`, `MAJ:MIN`) whose
     /// lower device an era table uses.
     fn find_era(&self, what: &str) -> Result<Found> {
-        let by_device = what.starts_with('/') || what.parse::<DevNo>().is_ok();
-        if !by_device && self.dm.devno(what)?.is_some() {
+        let by_name = matches!(DeviceSpec::parse(Path::new(what)), DeviceSpec::Name(_));
+        if by_name && self.dm.devno(what)?.is_some() {
             let table = self.era_table(what)?.map_err(|target| Error::NotEra {
                 name: what.to_string(),
                 target,
@@ -723,17 +723,12 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
                 dev,
             });
         }
-        let path = if by_device {
-            Path::new(what).to_path_buf()
-        } else {
-            Path::new("/dev").join(what)
-        };
         let no_era = || Error::NoEra {
             what: what.to_string(),
         };
-        let dev = match self.host.resolve(&path) {
+        let dev = match self.resolve_any(Path::new(what)) {
             Ok(d) => d,
-            Err(Error::Resolve { .. }) if !by_device => return Err(no_era()),
+            Err(Error::NoSuchName { .. }) => return Err(no_era()),
             Err(e) => return Err(e),
         };
         let lower = match self.kernel.status(dev) {

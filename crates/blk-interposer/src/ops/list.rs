@@ -5,7 +5,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::dm::DeviceMapper;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::host::Host;
 use crate::kernel::{Counters, Kernel, State, Status};
 use crate::ops::Ops;
@@ -49,24 +49,8 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
     /// One device, named by its path (`/dev/vdb`, a symlink), `MAJ:MIN`, its
     /// kernel name (`vdb`), or the dm name of its interposer.
     pub fn info(&self, what: &str) -> Result<Entry> {
-        if what.starts_with('/') || what.parse::<DevNo>().is_ok() {
-            let dev = self.host.resolve(Path::new(what))?;
-            return Ok(self.entry(self.kernel.status(dev)?));
-        }
-        if let Some(dm_dev) = self.dm.devno(what)? {
-            return self
-                .find_interposed(dm_dev)?
-                .map(|(s, _)| self.entry(s))
-                .ok_or_else(|| Error::NotAnInterposer {
-                    name: what.to_string(),
-                });
-        }
-        match self.host.resolve(&Path::new("/dev").join(what)) {
-            Ok(dev) => Ok(self.entry(self.kernel.status(dev)?)),
-            Err(_) => Err(Error::DmNotFound {
-                name: what.to_string(),
-            }),
-        }
+        let dev = self.resolve_device(Path::new(what))?;
+        Ok(self.entry(self.kernel.status(dev)?))
     }
 
     /// The device dm device `dm_dev` interposes: attached to it (`true`), or

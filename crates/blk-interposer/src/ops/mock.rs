@@ -332,10 +332,7 @@ impl Host for Mock {
             Some("/dev/vdc") => Ok(OTHER),
             Some("/dev/vdd") => Ok(THIRD),
             Some("/etc/passwd") => Err(Error::NotBlockDevice { path: spec.into() }),
-            _ => Err(Error::Resolve {
-                path: spec.into(),
-                source: std::io::Error::from(std::io::ErrorKind::NotFound),
-            }),
+            _ => Err(Error::PathNotFound { path: spec.into() }),
         }
     }
     fn kernel_name(&self, dev: DevNo) -> Option<String> {

@@ -22,8 +22,10 @@ pub use snapshot::{
 
 use crate::ctl::Control;
 use crate::dm::{DeviceMapper, Dm};
-use crate::error::Result;
-use crate::host::{Host, System};
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::host::{DeviceSpec, Host, System};
 use crate::kernel::Kernel;
 
 /// The three things the orchestration drives.
@@ -53,6 +55,39 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
     /// Build from parts (tests, or other implementations of the traits).
     pub fn new(kernel: K, dm: D, host: H) -> Self {
         Ops { kernel, dm, host }
+    }
+
+    /// The device an interposed-device argument names ([`DeviceSpec`]): a
+    /// path or `MAJ:MIN`; a bare name is the dm name of an interposer (the
+    /// device it interposes), else a kernel name (`vdb1` for `/dev/vdb1`),
+    /// else the dm device of that name itself.
+    pub fn resolve_device(&self, what: &Path) -> Result<crate::DevNo> {
+        self.resolve_spec(what, true)
+    }
+
+    /// The device any other device argument names (an interposer, a
+    /// metadata or COW device): a path or `MAJ:MIN`; a bare name is a
+    /// kernel name, else a dm name.
+    pub fn resolve_any(&self, what: &Path) -> Result<crate::DevNo> {
+        self.resolve_spec(what, false)
+    }
+
+    fn resolve_spec(&self, what: &Path, through_interposer: bool) -> Result<crate::DevNo> {
+        let name = match DeviceSpec::parse(what) {
+            DeviceSpec::Name(name) => name,
+            DeviceSpec::DevNo(d) => return Ok(d),
+            DeviceSpec::Path(p) => return self.host.resolve(&p),
+        };
+        let dm_dev = self.dm.devno(&name)?;
+        if let (true, Some(dm_dev)) = (through_interposer, dm_dev) {
+            if let Some((s, _)) = self.find_interposed(dm_dev)? {
+                return Ok(s.dev);
+            }
+        }
+        match self.host.resolve(&Path::new("/dev").join(&name)) {
+            Err(Error::PathNotFound { .. }) => dm_dev.ok_or(Error::NoSuchName { name }),
+            resolved => resolved,
+        }
     }
 
     /// `/dev/vdb` when sysfs knows the device, `MAJ:MIN` otherwise.

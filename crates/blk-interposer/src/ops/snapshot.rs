@@ -373,7 +373,7 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
         }
         let mut devs = Vec::new();
         for p in &req.devices {
-            let dev = self.host.resolve(p)?;
+            let dev = self.resolve_device(p)?;
             if devs.contains(&dev) {
                 return Err(Error::BadRequest {
                     what: format!("{} is given twice", p.display()),
@@ -391,7 +391,7 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
                 }
                 let mut stores = Vec::new();
                 for p in v {
-                    let dev = self.host.resolve(p)?;
+                    let dev = self.resolve_any(p)?;
                     if devs.contains(&dev) {
                         return Err(Error::BadRequest {
                             what: format!(

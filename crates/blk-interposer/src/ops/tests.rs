@@ -249,7 +249,7 @@ fn list_and_info_name_the_interposer() {
     }
     assert!(matches!(
         ops(&m).info("nope"),
-        Err(Error::DmNotFound { .. })
+        Err(Error::NoSuchName { .. })
     ));
     let json = serde_json::to_value(&l[0]).unwrap();
     assert_eq!(json["state"], "attached");
@@ -375,4 +375,41 @@ fn switch_refuses_to_move_a_device_off_a_suspended_interposer() {
         .unwrap_err();
     assert!(matches!(e, Error::InterposerSuspended { .. }), "{e:?}");
     assert!(!changes(&m).iter().any(|c| c.starts_with("switch")));
+}
+
+#[test]
+fn one_resolver_takes_paths_devnos_kernel_names_and_dm_names() {
+    let m = Mock::new().with_interposer("vdb-lin");
+    m.dms
+        .borrow_mut()
+        .push(("plain".into(), DevNo::new(253, 9), true));
+    let o = ops(&m);
+    let dev = |s: &str| o.resolve_device(Path::new(s));
+    let any = |s: &str| o.resolve_any(Path::new(s));
+    for what in [
+        "/dev/vdb",
+        "/dev/disk/by-id/vdb",
+        "254:16",
+        "vdb",
+        "vdb-lin",
+    ] {
+        assert_eq!(dev(what).unwrap(), DEV, "{what}");
+    }
+    // Not through the interposer: the interposer itself.
+    assert_eq!(any("vdb-lin").unwrap(), DevNo::new(253, 7));
+    assert_eq!(any("vdc").unwrap(), OTHER);
+    // A dm device that interposes nothing is itself.
+    assert_eq!(dev("plain").unwrap(), DevNo::new(253, 9));
+    let e = dev("nope").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "`nope` names no device: there is neither /dev/nope nor a device-mapper device of that name (see `interposer ls`)"
+    );
+    assert!(matches!(any("/dev/nope"), Err(Error::PathNotFound { .. })));
+    assert!(matches!(
+        dev("/etc/passwd"),
+        Err(Error::NotBlockDevice { .. })
+    ));
+    // detach names the device by its interposer too.
+    assert_eq!(o.detach(Path::new("vdb-lin")).unwrap().dev, DEV);
 }

@@ -15,13 +15,13 @@ pub fn exec(args: CreateArgs, json: bool) -> anyhow::Result<()> {
     if table.interposed().next().is_none() {
         return Err(blk_interposer::Error::NoInterpose).context("invalid table");
     }
-    let report = super::system()?
-        .create(&args.name, &table)
+    let devices: Vec<&Path> = table.interposed().map(|p| p.path()).collect();
+    let report = super::with_system(&devices, |ops| ops.create(&args.name, &table))
         .with_context(|| format!("cannot create interposer {}", args.name))?;
     if json {
         output::json(&report)
     } else {
-        output::lines(human(&report))
+        output::report(human(&report))
     }
 }
 

@@ -17,19 +17,20 @@ pub fn exec(args: EraArgs, json: bool) -> anyhow::Result<()> {
 }
 
 fn attach(a: EraAttachArgs, json: bool) -> anyhow::Result<()> {
-    let r = super::system()?
+    let r = super::with_system(&[&a.device, &a.metadata], |ops| {
         // parse_size gives 512-byte sectors; the library takes bytes.
-        .era_attach(
+        ops.era_attach(
             &a.device,
             &a.metadata,
             a.block_size.saturating_mul(512),
             a.name.as_deref(),
         )
-        .with_context(|| format!("cannot attach dm-era to {}", a.device.display()))?;
+    })
+    .with_context(|| format!("cannot attach dm-era to {}", a.device.display()))?;
     if json {
         return output::json(&r);
     }
-    output::lines(attach_human(&r))
+    output::report(attach_human(&r))
 }
 
 fn attach_human(r: &EraAttachReport) -> Vec<String> {
@@ -60,8 +61,7 @@ fn attach_human(r: &EraAttachReport) -> Vec<String> {
 }
 
 fn checkpoint(a: EraDeviceArgs, json: bool) -> anyhow::Result<()> {
-    let r = super::system()?
-        .era_checkpoint(&a.device)
+    let r = super::with_system(&[a.device.as_ref()], |ops| ops.era_checkpoint(&a.device))
         .with_context(|| format!("cannot checkpoint {}", a.device))?;
     if json {
         return output::json(&r);
@@ -72,13 +72,14 @@ fn checkpoint(a: EraDeviceArgs, json: bool) -> anyhow::Result<()> {
 
 fn changed(a: EraChangedArgs, json: bool) -> anyhow::Result<()> {
     let since: blk_interposer::Checkpoint = a.since.parse().map_err(anyhow::Error::msg)?;
-    let r = super::system()?
-        .era_changed(&a.device, since)
-        .with_context(|| format!("cannot list the changes of {}", a.device))?;
+    let r = super::with_system(&[a.device.as_ref()], |ops| {
+        ops.era_changed(&a.device, since)
+    })
+    .with_context(|| format!("cannot list the changes of {}", a.device))?;
     if json {
         return output::json(&r);
     }
-    eprintln!("{}", summary(&r));
+    output::note(&summary(&r));
     output::lines(
         r.ranges
             .iter()
@@ -101,8 +102,7 @@ fn summary(r: &EraChanges) -> String {
 }
 
 fn status(a: EraDeviceArgs, json: bool) -> anyhow::Result<()> {
-    let r = super::system()?
-        .era_status(&a.device)
+    let r = super::with_system(&[a.device.as_ref()], |ops| ops.era_status(&a.device))
         .with_context(|| format!("cannot show the era of {}", a.device))?;
     if json {
         return output::json(&r);
@@ -154,13 +154,12 @@ fn status_human(r: &EraInfo) -> Vec<String> {
 }
 
 fn detach(a: EraDeviceArgs, json: bool) -> anyhow::Result<()> {
-    let r = super::system()?
-        .era_detach(&a.device)
+    let r = super::with_system(&[a.device.as_ref()], |ops| ops.era_detach(&a.device))
         .with_context(|| format!("cannot detach dm-era from {}", a.device))?;
     if json {
         return output::json(&r);
     }
-    output::lines(super::remove::human(&r))
+    output::report(super::remove::human(&r))
 }
 
 #[cfg(test)]

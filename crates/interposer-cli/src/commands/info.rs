@@ -7,8 +7,7 @@ use crate::cli::InfoArgs;
 use crate::output;
 
 pub fn exec(args: InfoArgs, json: bool) -> anyhow::Result<()> {
-    let entry = super::system()?
-        .info(&args.what)
+    let entry = super::with_system(&[args.what.as_ref()], |ops| ops.info(&args.what))
         .with_context(|| format!("cannot show {}", args.what))?;
     if json {
         output::json(&entry)

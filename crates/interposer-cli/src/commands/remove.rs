@@ -13,7 +13,7 @@ pub fn exec(args: RemoveArgs, json: bool) -> anyhow::Result<()> {
     if json {
         output::json(&report)
     } else {
-        output::lines(human(&report))
+        output::report(human(&report))
     }
 }
 

@@ -1,6 +1,6 @@
 //! `interposer snapshot create|ls|remove`
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use blk_interposer::{
@@ -8,21 +8,26 @@ use blk_interposer::{
     SnapshotRequest,
 };
 
-use crate::cli::{SnapshotCommand, SnapshotCreateArgs, SnapshotRemoveArgs};
+use crate::cli::{SnapshotCommand, SnapshotCreateArgs, SnapshotNameArgs, SnapshotRemoveArgs};
 use crate::output;
 
 pub fn exec(cmd: SnapshotCommand, json: bool) -> anyhow::Result<()> {
     match cmd {
         SnapshotCommand::Create(args) => create(args, json),
         SnapshotCommand::Ls => ls(json),
+        SnapshotCommand::Info(args) => info(args, json),
         SnapshotCommand::Remove(args) => remove(args, json),
     }
 }
 
 fn create(args: SnapshotCreateArgs, json: bool) -> anyhow::Result<()> {
     let req = request(args);
-    let group = super::system()?
-        .snapshot_create(&req)
+    let devices: Vec<&Path> = req.devices.iter().map(PathBuf::as_path).collect();
+    let cows: Vec<&Path> = match &req.cow {
+        CowStore::Devices(v) => v.iter().map(PathBuf::as_path).collect(),
+        CowStore::File { .. } => Vec::new(),
+    };
+    let group = super::with_system(&[devices, cows].concat(), |ops| ops.snapshot_create(&req))
         .with_context(|| format!("cannot create snapshot group {}", req.name))?;
     if json {
         return output::json(&group);
@@ -41,7 +46,7 @@ fn create(args: SnapshotCreateArgs, json: bool) -> anyhow::Result<()> {
             group.name
         ));
     }
-    output::lines(lines)
+    output::report(lines)
 }
 
 /// The library request from the arguments.
@@ -78,6 +83,16 @@ fn ls(json: bool) -> anyhow::Result<()> {
     }
 }
 
+fn info(args: SnapshotNameArgs, json: bool) -> anyhow::Result<()> {
+    let group = super::with_system(&[], |ops| ops.snapshot_info(&args.name))
+        .with_context(|| format!("cannot show snapshot group {}", args.name))?;
+    if json {
+        output::json(&group)
+    } else {
+        output::lines(output::table(&rows(std::slice::from_ref(&group))))
+    }
+}
+
 fn remove(args: SnapshotRemoveArgs, json: bool) -> anyhow::Result<()> {
     let report = super::system()?
         .snapshot_remove(&args.name)
@@ -85,7 +100,7 @@ fn remove(args: SnapshotRemoveArgs, json: bool) -> anyhow::Result<()> {
     if json {
         output::json(&report)
     } else {
-        output::lines(human_remove(&report))
+        output::report(human_remove(&report))
     }
 }
 
