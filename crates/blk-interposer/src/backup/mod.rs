@@ -182,8 +182,8 @@ pub struct Plan {
     pub changes: Option<EraChanges>,
 }
 
-/// Decide between a full and an incremental backup.  `previous` is the
-/// newest version, `tracked` whether a checkpoint was taken now,
+/// Decide between a full and an incremental backup.  `full` forces a
+/// full one; `previous` is the newest version, `tracked` whether a checkpoint was taken now,
 /// `identity` the device now; `changed` lists the changes since a
 /// checkpoint.  A tracking gap ([`Error::is_tracking_gap`]) makes it full;
 /// any other error of `changed` is returned.
@@ -202,12 +202,12 @@ pub fn plan(
             changes: None,
         })
     };
-    let Some(prev) = previous else {
-        return full_because(FullReason::First);
-    };
     if full {
         return full_because(FullReason::Forced);
     }
+    let Some(prev) = previous else {
+        return full_because(FullReason::First);
+    };
     if !tracked {
         return full_because(FullReason::NoTracking);
     }
@@ -254,7 +254,11 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
         let device = req.device.display().to_string();
         let identity = self.host.identity(dev)?;
         let size = self.host.sectors(dev)?.bytes();
-        let previous = dir.latest()?;
+        // `--full` is the way on after a damaged newest version.
+        let previous = match dir.latest() {
+            Err(Error::BackupDamaged { .. }) if req.full => None,
+            r => r?,
+        };
         let checkpoint = match self.era_checkpoint(&dev.to_string()) {
             Ok(c) => Some(c.checkpoint),
             Err(Error::NoEra { .. }) => None,

@@ -281,8 +281,15 @@ impl BackupDir {
         src: &File,
         progress: &mut dyn Progress,
     ) -> Result<Staged<'a>> {
-        let previous = self.latest()?;
-        let version = previous.as_ref().map_or(1, |(m, _)| m.version + 1);
+        let newest = self.versions()?.last().copied();
+        let full = new.source.kind == Kind::Full;
+        // A full version needs nothing of the one before: it may follow a
+        // damaged one (and then names no previous version).
+        let previous = match newest.map(|v| self.manifest(v)).transpose() {
+            Err(Error::BackupDamaged { .. }) if full => None,
+            r => r?,
+        };
+        let version = newest.map_or(1, |v| v + 1);
         let ranges = match new.source.kind {
             Kind::Full => split(&[(0, new.source.size)], new.source.size),
             Kind::Incremental => {
@@ -325,7 +332,6 @@ impl BackupDir {
                 },
             },
         };
-        let full = new.source.kind == Kind::Full;
         if full {
             out.set_len(new.source.size)
                 .map_err(io_err(format!("cannot size {}", staged.data_label())))?;

@@ -312,3 +312,24 @@ fn streaming_gives_the_whole_image() {
     assert!(out == data);
     assert_eq!(sha, sha256(&data));
 }
+
+#[test]
+fn a_full_version_may_follow_a_damaged_one_an_incremental_may_not() {
+    let size = MIB;
+    let (src, data, tmp, dir) = with_full(size);
+    let path = tmp.path().join("bk");
+    std::fs::write(path.join("000001.json"), "{ not json").unwrap();
+    let incr = version(size, Kind::Incremental, vec![(0, 4096)]);
+    let e = dir.stage(&incr, src.as_file(), &mut ()).unwrap_err();
+    assert!(matches!(e, Error::BackupDamaged { version: 1, .. }), "{e}");
+    assert!(e.to_string().contains("--full"), "{e}");
+    let m = dir
+        .stage(&version(size, Kind::Full, vec![]), src.as_file(), &mut ())
+        .unwrap()
+        .commit()
+        .unwrap();
+    assert_eq!((m.version, m.previous), (2, None));
+    let out = tmp.path().join("out");
+    dir.restore(None, &out, &mut ()).unwrap();
+    assert!(std::fs::read(&out).unwrap() == data);
+}

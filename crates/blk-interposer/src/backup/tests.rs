@@ -72,6 +72,10 @@ fn plan_is_incremental_only_when_tracking_covers_the_time_since() {
         FullReason::First
     );
     assert_eq!(
+        why(plan(None, true, true, &id, 1 << 20, never)),
+        FullReason::Forced
+    );
+    assert_eq!(
         why(plan(Some(&prev), true, true, &id, 1 << 20, never)),
         FullReason::Forced
     );
