@@ -232,3 +232,79 @@ fn keep_snapshot_names_it_and_leaves_it() {
     assert_eq!(r.snapshot_path, Some("/dev/mapper/bk-vdb-snap".into()));
     assert!(!m.calls().iter().any(|c| c.starts_with("dm_remove")));
 }
+
+#[test]
+fn with_era_the_checkpoint_precedes_the_snapshot_and_the_next_run_is_incremental() {
+    use crate::era::meta::image;
+    use crate::era::record::{self, Epoch, EpochEnd, TrackingRecord};
+    use crate::ops::mock::META;
+    use std::path::Path;
+
+    // vdb: 1 MiB, 16 era blocks of 64 KiB; block 3 written in a late era.
+    let mut eras = vec![0u32; 16];
+    eras[3] = 1000;
+    let meta = Sectors(1 << 17);
+    let (m, img) = with_disk(&image::with_snapshot(&eras, 4, &[]));
+    img.as_file().set_len(meta.bytes()).unwrap();
+    m.sizes.borrow_mut().insert(META, meta);
+    let rec = TrackingRecord {
+        generation: 0xa1,
+        device: m.identity(DEV).unwrap(),
+        block_sectors: 128,
+        epochs: vec![Epoch {
+            start_era: 1,
+            end: EpochEnd::Open,
+        }],
+    };
+    record::write(img.as_file(), meta, &rec, 1).unwrap();
+    let attach = || {
+        ops(&m)
+            .era_attach(Path::new("/dev/vdb"), Path::new("/dev/vdd"), 64 << 10, None)
+            .unwrap()
+    };
+    attach();
+    // As if tracking had been continuous since era 1 (the mock's eras
+    // count from 1, the image's from further on).
+    let mut s = record::read(img.as_file(), meta).unwrap().unwrap();
+    s.record.epochs.last_mut().unwrap().start_era = 1;
+    record::write(img.as_file(), meta, &s.record, s.seq + 1).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let r1 = ops(&m).backup(&req(tmp.path()), &mut ()).unwrap();
+    assert_eq!(r1.source.full_reason, Some(FullReason::First));
+    let c1 = r1.source.checkpoint.expect("a checkpoint");
+    let calls = m.calls();
+    assert!(
+        position(&calls, "dm_message vdb-era checkpoint")
+            < position(&calls, "dm_create backup-vdb-vdb-cow"),
+        "the boundary is taken before the snapshot: {calls:#?}"
+    );
+    let r2 = ops(&m).backup(&req(tmp.path()), &mut ()).unwrap();
+    assert_eq!(
+        (r2.source.kind, r2.previous, r2.copied_bytes),
+        (Kind::Incremental, Some(1), 65536),
+        "{r2:?}"
+    );
+    assert_eq!(r2.source.block_bytes, Some(65536));
+    assert!(r2.source.checkpoint.unwrap().era > c1.era);
+    let calls = m.calls();
+    let snap = calls
+        .iter()
+        .rposition(|c| c.starts_with("dm_create backup-vdb-vdb-snap"))
+        .unwrap();
+    let listed = calls
+        .iter()
+        .rposition(|c| c == "dm_message vdb-era take_metadata_snap")
+        .unwrap();
+    assert!(snap < listed, "the list is read with the snapshot in place");
+    // Detached and attached again: the writes in between are in no era.
+    ops(&m).era_detach("vdb").unwrap();
+    attach();
+    let r3 = ops(&m).backup(&req(tmp.path()), &mut ()).unwrap();
+    assert_eq!((r3.version, r3.source.kind), (3, Kind::Full));
+    let Some(FullReason::Gap { message }) = &r3.source.full_reason else {
+        panic!("{r3:?}")
+    };
+    assert!(message.contains("tracking began again at era"), "{message}");
+    let dir = BackupDir::open(tmp.path()).unwrap();
+    assert_eq!(dir.verify(None, &mut ()).unwrap().versions.len(), 3);
+}
