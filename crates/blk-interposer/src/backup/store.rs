@@ -536,6 +536,21 @@ impl BackupDir {
                     version: None,
                 })?,
         };
+        let inside = target
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .canonicalize()
+            .ok()
+            .zip(self.path.canonicalize().ok())
+            .is_some_and(|(parent, dir)| parent.starts_with(dir));
+        if inside {
+            return Err(Error::RestoreTarget {
+                target: target.into(),
+                what: "it is inside the backup directory; restore to a device or a file elsewhere"
+                    .into(),
+            });
+        }
         let chain = self.chain(version)?;
         self.check_data(&chain, progress)?;
         let size = chain.last().map_or(0, |m| m.source.size);

@@ -159,6 +159,13 @@ fn deltas_restore_exactly_each_version() {
         assert_eq!(r.applied, (1..=v).collect::<Vec<_>>());
         assert!(std::fs::read(&out).unwrap() == *want, "version {v} differs");
     }
+    // Never over a file of the directory itself.
+    let e = dir
+        .restore(Some(1), &tmp.path().join("bk/000002.delta"), &mut ())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("inside the backup directory"), "{e}");
+    dir.verify(None, &mut ()).unwrap();
     // A file that was there is replaced, not merged into.
     let out = tmp.path().join("restored-1");
     std::fs::write(&out, vec![9u8; size as usize + 7]).unwrap();
