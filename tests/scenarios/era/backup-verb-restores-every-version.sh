@@ -30,7 +30,7 @@ DESCRIPTION="interposer backup: full then incrementals under raw writes; restore
 . /tests/common/rc
 set -e
 
-_have_program sgdisk sha256sum stamp-writer
+_have_program sgdisk sha256sum stamp-writer od
 _have_module dm_snapshot dm_era
 _load_module
 
