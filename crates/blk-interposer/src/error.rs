@@ -395,6 +395,87 @@ pub enum Error {
         /// Why tracking does not cover it.
         reason: crate::era::GapReason,
     },
+    /// A backup directory that cannot be used.
+    #[error("the backup directory {} {what}", dir.display())]
+    BackupDir {
+        /// The directory.
+        dir: PathBuf,
+        /// What is wrong with it.
+        what: String,
+    },
+    /// Another run holds the backup directory's lock.
+    #[error("another `interposer backup` (or verify, restore) is using {} (it holds {}/lock); wait for it to finish", dir.display(), dir.display())]
+    BackupBusy {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// The backup directory has no such version.
+    #[error("{} holds no {}backup: see `ls {}` (a version is complete once its NNNNNN.json exists)", dir.display(), version.map_or_else(String::new, |v| format!("version {v} of a ")), dir.display())]
+    BackupNoVersion {
+        /// The directory.
+        dir: PathBuf,
+        /// The version asked for, if one was.
+        version: Option<u32>,
+    },
+    /// A version's manifest, data file or link to its previous version is
+    /// not what it should be.
+    #[error("backup version {version} in {} is damaged: {what}; restore an older version (--version), and take a full backup (`interposer backup DEV --to {} --full`) so that new versions do not build on it", dir.display(), dir.display())]
+    BackupDamaged {
+        /// The directory.
+        dir: PathBuf,
+        /// The first damaged version.
+        version: u32,
+        /// What is wrong.
+        what: String,
+    },
+    /// Data read back after a copy differs from what was copied.
+    #[error("the {length} bytes at offset {offset} of {device} read back from {what} differ from what was copied; nothing was recorded and earlier versions are untouched: check the disks (`dmesg`) and run the backup again")]
+    BackupCopyMismatch {
+        /// The device backed up.
+        device: String,
+        /// Byte offset on the device.
+        offset: u64,
+        /// Bytes.
+        length: u64,
+        /// Where it was read back from (the snapshot, or the data file).
+        what: String,
+    },
+    /// The snapshot a backup read from was dropped by dm-snapshot.
+    #[error("the snapshot `{name}` became invalid during the backup ({reason}); nothing was recorded: give a bigger COW store (--cow, --cow-size), or back up while the device takes fewer writes")]
+    BackupSnapshotInvalid {
+        /// The snapshot group.
+        name: String,
+        /// Why, as its status says.
+        reason: String,
+    },
+    /// A version was written, but its snapshot could not be removed.
+    #[error("backup version {version} is complete, but removing its snapshot failed: {source}; remove it with `interposer snapshot remove {name}`")]
+    BackupSnapshotLeft {
+        /// The version written.
+        version: u32,
+        /// The snapshot group.
+        name: String,
+        /// Why removing failed.
+        source: Box<Error>,
+    },
+    /// A restore target smaller than the backed-up device.
+    #[error("cannot restore to {}: it has {have} bytes, the backup needs {need}; restore to a device at least as big, or to a file", target.display())]
+    RestoreTargetTooSmall {
+        /// The target.
+        target: PathBuf,
+        /// Its size.
+        have: u64,
+        /// The backed-up device's size.
+        need: u64,
+    },
+    /// A restore target that cannot be written.
+    #[error("cannot restore to {}: {what}", target.display())]
+    RestoreTarget {
+        /// The target.
+        target: PathBuf,
+        /// Why.
+        what: String,
+    },
     /// No dm-era device tracks that device.
     #[error("{what} has no dm-era interposer; attach one with `interposer era attach {what} --metadata META_DEV`")]
     NoEra {

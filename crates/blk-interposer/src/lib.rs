@@ -18,6 +18,8 @@
 //! - [`Ops`]: the orchestration (create, remove, list, info, switch, and
 //!   point-in-time snapshots in [`ops::snapshot`], changed-block tracking
 //!   with dm-era, see [`era`]) over the three traits;
+//! - [`backup`]: full and incremental backups of a live device into a
+//!   directory of chained, verified versions; restore;
 //!   every step undoes the ones before it when it fails.
 //!
 //! # Call order
@@ -38,6 +40,7 @@
 #![warn(missing_docs)]
 
 pub mod abi;
+pub mod backup;
 pub mod ctl;
 pub mod dm;
 pub mod era;
@@ -48,6 +51,7 @@ pub mod ops;
 pub mod sysfs;
 pub mod types;
 
+pub use backup::{BackupReport, BackupRequest, Progress};
 pub use ctl::Control;
 pub use dm::{DeviceMapper, Dm, DmDevice, InterposePath, Table, TableLine};
 pub use era::{Checkpoint, GapReason};

@@ -137,6 +137,26 @@ pub enum Command {
     #[command(subcommand, after_long_help = SNAPSHOT_EXAMPLES)]
     Snapshot(SnapshotCommand),
 
+    /// Back up a live device: a full image first, then only what changed.
+    ///
+    /// Takes an era checkpoint (when `interposer era attach` tracks DEVICE),
+    /// then a snapshot, and copies from the snapshot into the next version
+    /// in DIR: a sparse full image the first time, later only the ranges
+    /// written since the previous version's checkpoint.  Without tracking,
+    /// after a gap in it (a detach, a crash, another metadata device, a
+    /// resized device), or with --full, it copies everything and says why.
+    /// What it copied is read back from the snapshot and from DIR and
+    /// compared (SHA-256) before the version's manifest is written; the
+    /// snapshot is removed.  Earlier versions are never written to: a run
+    /// that fails leaves them as they were.
+    #[command(
+        arg_required_else_help = true,
+        args_conflicts_with_subcommands = true,
+        subcommand_negates_reqs = true,
+        after_long_help = BACKUP_EXAMPLES
+    )]
+    Backup(BackupArgs),
+
     /// Show the versions of this tool, its ABI and the loaded module.
     ///
     /// The module's ABI is asked from /dev/blk-interposer (loading the
@@ -195,6 +215,128 @@ const VERSION_EXAMPLES: &str = "\
 Examples:
   interposer version
   interposer version --json | jq -r .module     # null when the module does not answer";
+
+const BACKUP_EXAMPLES: &str = "\
+Examples:
+  interposer era attach /dev/sdb1 --metadata /dev/sdc1    # once: track the writes
+  interposer backup /dev/sdb1 --to /backup/sdb1 --cow /dev/sdd   # 1st: full; then incremental
+  interposer backup verify /backup/sdb1
+  interposer backup restore /backup/sdb1 --to /dev/sde1 --version 3
+  interposer backup restore /backup/sdb1 --to /var/tmp/sdb1.img  # a sparse image file
+
+  # No spare disk for the COW store: a file elsewhere, on a loop device:
+  interposer backup /dev/sdb1 --to /backup/sdb1 --cow-file /var/tmp/bk.cow --cow-size 2G
+
+  # A full image into another backup tool:
+  interposer backup /dev/sdb1 --stdout --cow /dev/sdd | restic backup --stdin --stdin-filename sdb1.img
+
+DIR holds 000001.full.img, 000002.delta, ... each with its manifest
+NNNNNN.json; a version exists once its manifest does.  --json prints one JSON
+object per line: progress events, then the report.";
+
+/// `backup`.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("dest").required(true).args(["to", "stdout"]))]
+pub struct BackupArgs {
+    /// Verify or restore a backup directory.
+    #[command(subcommand)]
+    pub command: Option<BackupCommand>,
+
+    /// The live device to back up (mounted or not).
+    #[arg(value_name = "DEVICE", required = true)]
+    pub device: Option<PathBuf>,
+
+    /// The backup directory (made if missing).
+    #[arg(long, value_name = "DIR")]
+    pub to: Option<PathBuf>,
+
+    /// Write a full raw image to standard output instead (no directory, no
+    /// versions); progress goes to standard error.
+    #[arg(long)]
+    pub stdout: bool,
+
+    /// Where the snapshot's copy-on-write data goes.
+    #[command(flatten)]
+    pub cow: CowArgs,
+
+    /// Copy everything, even when an incremental backup is possible.
+    #[arg(long, conflicts_with = "stdout")]
+    pub full: bool,
+
+    /// Keep the snapshot after a successful backup (the output names it);
+    /// remove it with `interposer snapshot remove NAME`.
+    #[arg(long, conflicts_with = "stdout")]
+    pub keep_snapshot: bool,
+
+    /// Snapshot group name [default: backup-<kernel name of DEVICE>].
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Overwrite a --cow device although it holds a filesystem, an LVM PV
+    /// or a partition table (blkid).  A device in use is refused anyway.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+const BACKUP_VERIFY_EXAMPLES: &str = "\
+Examples:
+  interposer backup verify /backup/sdb1              # every version
+  interposer backup verify /backup/sdb1 --version 3  # what a restore of version 3 reads
+  interposer --json backup verify /backup/sdb1";
+
+const BACKUP_RESTORE_EXAMPLES: &str = "\
+Examples:
+  interposer backup restore /backup/sdb1 --to /dev/sde1              # the newest version
+  interposer backup restore /backup/sdb1 --to /dev/sde1 --version 2
+  interposer backup restore /backup/sdb1 --to /var/tmp/sdb1.img      # a sparse image file";
+
+/// `backup verify|restore`.
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Check a backup directory: every data file against the checksums of
+    /// its manifest, every version's link to the one it builds on.
+    ///
+    /// Fails naming the first damaged version.  Needs neither root nor the
+    /// kernel module.
+    #[command(arg_required_else_help = true, after_long_help = BACKUP_VERIFY_EXAMPLES)]
+    Verify(BackupVerifyArgs),
+
+    /// Write a version (default: the newest) to a device or a file.
+    ///
+    /// Checks the versions it needs first (like `verify --version N`), then
+    /// writes the full version they build on and applies each incremental
+    /// in order.  A block device must be at least as big as the backed-up
+    /// device and not in use; any other path becomes a sparse image file
+    /// (replaced if it exists).
+    #[command(arg_required_else_help = true, after_long_help = BACKUP_RESTORE_EXAMPLES)]
+    Restore(BackupRestoreArgs),
+}
+
+/// `backup verify`.
+#[derive(Debug, Args)]
+pub struct BackupVerifyArgs {
+    /// The backup directory.
+    pub dir: PathBuf,
+
+    /// Only the versions a restore of version N reads [default: all].
+    #[arg(long, value_name = "N")]
+    pub version: Option<u32>,
+}
+
+/// `backup restore`.
+#[derive(Debug, Args)]
+pub struct BackupRestoreArgs {
+    /// The backup directory.
+    pub dir: PathBuf,
+
+    /// The block device or file to write.
+    #[arg(long, value_name = "TARGET")]
+    pub to: PathBuf,
+
+    /// The version to restore [default: the newest].
+    #[arg(long, value_name = "N")]
+    pub version: Option<u32>,
+}
 
 const ERA_EXAMPLES: &str = "\
 Examples:
@@ -460,19 +602,11 @@ pub struct SnapshotNameArgs {
     pub name: String,
 }
 
-/// `snapshot create`.
+/// The COW store of a snapshot: `snapshot create`, `backup`.
 #[derive(Debug, Args)]
+#[group(skip)]
 #[command(group = clap::ArgGroup::new("store").required(true).args(["cow", "cow_file"]))]
-pub struct SnapshotCreateArgs {
-    /// The devices to snapshot (mounted or not): each a path, MAJ:MIN, a
-    /// kernel name, or the dm name of the interposer it has.
-    #[arg(required = true, value_name = "DEVICE")]
-    pub devices: Vec<PathBuf>,
-
-    /// Group name, the prefix of the dm names [default: snap-<first DEVICE>].
-    #[arg(long)]
-    pub name: Option<String>,
-
+pub struct CowArgs {
     /// COW block device (a path, MAJ:MIN, a kernel name or a dm name): once
     /// for all DEVICEs (split into equal slices) or once per DEVICE, in the
     /// same order.  Its contents are overwritten.
@@ -489,6 +623,23 @@ pub struct SnapshotCreateArgs {
     /// a whole number of 512-byte sectors.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "cow_file")]
     pub cow_size: Option<u64>,
+}
+
+/// `snapshot create`.
+#[derive(Debug, Args)]
+pub struct SnapshotCreateArgs {
+    /// The devices to snapshot (mounted or not): each a path, MAJ:MIN, a
+    /// kernel name, or the dm name of the interposer it has.
+    #[arg(required = true, value_name = "DEVICE")]
+    pub devices: Vec<PathBuf>,
+
+    /// Group name, the prefix of the dm names [default: snap-<first DEVICE>].
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Where the copy-on-write data goes.
+    #[command(flatten)]
+    pub cow: CowArgs,
 
     /// Chunk: the unit copied before a first write (power of two, >= 4K;
     /// K, M are binary: KiB, MiB).  Small chunks fit a filesystem's
@@ -711,7 +862,7 @@ mod tests {
             "/dev/vdb",
         ]);
         assert_eq!(
-            (a.cow_size, a.chunk_size, a.transient),
+            (a.cow.cow_size, a.chunk_size, a.transient),
             (Some(131072), 128, true)
         );
         for bad in [
@@ -749,7 +900,7 @@ mod tests {
             "4096",
             "/dev/vdb",
         ]);
-        assert_eq!((a.cow_size, a.chunk_size), (Some(3 << 20), 8));
+        assert_eq!((a.cow.cow_size, a.chunk_size), (Some(3 << 20), 8));
         let EraCommand::Attach(a) = era(&["era", "attach", "vdb1", "-m", "vdd", "-b", "128s"])
         else {
             panic!()
@@ -844,5 +995,72 @@ mod tests {
             panic!()
         };
         assert_eq!(a.name, "bk");
+    }
+
+    #[test]
+    fn backup_takes_a_device_or_a_verb() {
+        let Command::Backup(a) =
+            parse(&["backup", "/dev/sdb1", "--to", "/bk", "--cow", "/dev/sdd"])
+                .unwrap()
+                .command
+        else {
+            panic!()
+        };
+        assert!(a.command.is_none() && !a.full && !a.stdout);
+        assert_eq!(a.device, Some(PathBuf::from("/dev/sdb1")));
+        let e = |args: &[&str]| parse(args).unwrap_err().to_string();
+        assert!(e(&["backup", "/dev/sdb1", "--cow", "/dev/sdd"]).contains("--to <DIR>"));
+        assert!(e(&["backup", "/dev/sdb1", "--to", "/bk"]).contains("--cow <DEV>"));
+        assert!(e(&[
+            "backup",
+            "/dev/sdb1",
+            "--to",
+            "/bk",
+            "--stdout",
+            "--cow",
+            "x"
+        ])
+        .contains("cannot be used with"));
+        let Command::Backup(a) = parse(&[
+            "backup",
+            "/dev/sdb1",
+            "--stdout",
+            "--cow-file",
+            "/var/tmp/c",
+            "--cow-size",
+            "1G",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!()
+        };
+        assert_eq!((a.stdout, a.cow.cow_size), (true, Some(2 << 20)));
+        let Command::Backup(a) = parse(&[
+            "backup",
+            "restore",
+            "/bk",
+            "--to",
+            "/dev/sde1",
+            "--version",
+            "3",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!()
+        };
+        let Some(BackupCommand::Restore(r)) = a.command else {
+            panic!()
+        };
+        assert_eq!((r.to, r.version), (PathBuf::from("/dev/sde1"), Some(3)));
+        let Command::Backup(a) = parse(&["backup", "verify", "/bk"]).unwrap().command else {
+            panic!()
+        };
+        assert!(matches!(a.command, Some(BackupCommand::Verify(_))));
+        assert!(
+            parse(&["backup", "restore", "/bk"]).is_err(),
+            "--to is needed"
+        );
     }
 }

@@ -183,6 +183,12 @@ mod mapping {
                     "the metadata snapshot of `{name}`: `dmsetup message {name} 0 drop_metadata_snap`"
                 )],
             },
+            Error::BackupSnapshotLeft { name, .. } => Classified {
+                kind: Kind::Failure,
+                left_behind: vec![format!(
+                    "the snapshot group `{name}`: `interposer snapshot remove {name}`"
+                )],
+            },
             e => plain(kind_of(e)),
         }
     }
@@ -205,7 +211,8 @@ mod mapping {
             | Error::PathNotFound { .. }
             | Error::NoSuchName { .. }
             | Error::NoEra { .. }
-            | Error::SnapshotNotFound { .. } => Kind::NotFound,
+            | Error::SnapshotNotFound { .. }
+            | Error::BackupNoVersion { .. } => Kind::NotFound,
             Error::LowerExists { .. }
             | Error::HookBusy { .. }
             | Error::AlreadyAttached { .. }
@@ -216,7 +223,8 @@ mod mapping {
             | Error::EraMetadataInUse { .. }
             | Error::EraSnapHeld { .. }
             | Error::EraCovered { .. }
-            | Error::SnapshotInUse { .. } => Kind::Busy,
+            | Error::SnapshotInUse { .. }
+            | Error::BackupBusy { .. } => Kind::Busy,
             Error::CowOccupied { yes_helps, .. } => {
                 if *yes_helps {
                     Kind::Refused
@@ -244,7 +252,10 @@ mod mapping {
             | Error::EraMetadataNoRecord { .. }
             | Error::NotEra { .. }
             | Error::CowCount { .. }
-            | Error::CowTooSmall { .. } => Kind::Refused,
+            | Error::CowTooSmall { .. }
+            | Error::BackupDir { .. }
+            | Error::RestoreTargetTooSmall { .. }
+            | Error::RestoreTarget { .. } => Kind::Refused,
             Error::Resolve { source, .. } | Error::Io { source, .. } => by_io(source),
             Error::Ioctl { errno, .. }
             | Error::Dm {
@@ -472,6 +483,24 @@ mod tests {
             assert_eq!(
                 classify_lib(&e).left_behind,
                 ["the metadata snapshot of `vdb1-era`: `dmsetup message vdb1-era 0 drop_metadata_snap`"]
+            );
+            let e = Error::BackupSnapshotLeft {
+                version: 3,
+                name: "backup-vdb1".into(),
+                source: Box::new(Error::TryAgain { op: "remove" }),
+            };
+            assert_eq!(
+                classify_lib(&e).left_behind,
+                ["the snapshot group `backup-vdb1`: `interposer snapshot remove backup-vdb1`"]
+            );
+            let dir = PathBuf::from("/backup/vdb1");
+            assert_eq!(kind(Error::BackupBusy { dir: dir.clone() }), Kind::Busy);
+            assert_eq!(
+                kind(Error::BackupNoVersion {
+                    dir,
+                    version: Some(9)
+                }),
+                Kind::NotFound
             );
         }
     }

@@ -40,7 +40,12 @@ pub fn note(text: &str) {
 
 /// Whether reports and notes are printed: not under `-q`.
 fn for_people() -> bool {
-    !QUIET.load(Ordering::Relaxed)
+    !quiet()
+}
+
+/// `-q` was given: no progress bars either.
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
 }
 
 /// Text lines on stdout.

@@ -45,6 +45,14 @@ impl Serialize for Checkpoint {
     }
 }
 
+/// From its text, `ERA@GENERATION` (a backup manifest keeps it so).
+impl<'de> serde::Deserialize<'de> for Checkpoint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl std::str::FromStr for Checkpoint {
     type Err = String;
 

@@ -2,6 +2,7 @@
 //! prints the result.
 
 mod attach;
+mod backup;
 mod create;
 mod era;
 mod info;
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Era(args) => era::exec(args, cli.json),
         Command::Switch(args) => attach::exec_switch(args, cli.json),
         Command::Snapshot(cmd) => snapshot::exec(cmd, cli.json),
+        Command::Backup(args) => backup::exec(args, cli.json),
         Command::Version => version::exec(cli.json),
     }
 }

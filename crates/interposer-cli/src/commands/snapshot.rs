@@ -8,7 +8,9 @@ use blk_interposer::{
     SnapshotRequest,
 };
 
-use crate::cli::{SnapshotCommand, SnapshotCreateArgs, SnapshotNameArgs, SnapshotRemoveArgs};
+use crate::cli::{
+    CowArgs, SnapshotCommand, SnapshotCreateArgs, SnapshotNameArgs, SnapshotRemoveArgs,
+};
 use crate::output;
 
 pub fn exec(cmd: SnapshotCommand, json: bool) -> anyhow::Result<()> {
@@ -55,18 +57,22 @@ fn request(args: SnapshotCreateArgs) -> SnapshotRequest {
         let first = args.devices[0].file_name().unwrap_or_default();
         format!("snap-{}", Path::new(first).display())
     });
-    let cow = match (args.cow_file, args.cow_size) {
+    SnapshotRequest {
+        chunk: Sectors(args.chunk_size),
+        persistent: !args.transient,
+        overwrite: args.yes,
+        ..SnapshotRequest::new(&name, args.devices, cow_store(args.cow))
+    }
+}
+
+/// The library's COW store from `--cow` or `--cow-file`/`--cow-size`.
+pub fn cow_store(args: CowArgs) -> CowStore {
+    match (args.cow_file, args.cow_size) {
         (Some(path), Some(size)) => CowStore::File {
             path,
             size: Sectors(size),
         },
         _ => CowStore::Devices(args.cow),
-    };
-    SnapshotRequest {
-        chunk: Sectors(args.chunk_size),
-        persistent: !args.transient,
-        overwrite: args.yes,
-        ..SnapshotRequest::new(&name, args.devices, cow)
     }
 }
 
@@ -191,9 +197,11 @@ mod tests {
         SnapshotCreateArgs {
             devices: vec!["/dev/vdb1".into(), "/dev/vdb2".into()],
             name: name.map(Into::into),
-            cow: vec!["/dev/vdc".into()],
-            cow_file: cow_file.map(Into::into),
-            cow_size: cow_file.map(|_| 8192),
+            cow: CowArgs {
+                cow: vec!["/dev/vdc".into()],
+                cow_file: cow_file.map(Into::into),
+                cow_size: cow_file.map(|_| 8192),
+            },
             chunk_size: 8,
             transient: true,
             yes: false,
