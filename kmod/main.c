@@ -176,12 +176,29 @@ static void __exit interposer_exit(void)
 {
 	struct interposer_dev *ipd, *tmp;
 
+	bool busy;
+
 	interposer_ctl_exit();
-	/* Nothing is attached (each attachment holds a module reference). */
+	/*
+	 * Each attachment, and each open of a lower device, holds a module
+	 * reference: only `rmmod -f` gets here with one of them left.  Going on
+	 * would let the bios of attached devices bypass their interposers (a
+	 * snapshot no longer copies, dm-era no longer records) and leave the
+	 * lower devices' dm tables calling into freed module text.  Nothing can
+	 * take them away now (the control device is gone, and a module that is
+	 * going cannot be opened), so stay: everything keeps working until the
+	 * next reboot, and only the forced rmmod waits.
+	 */
 	mutex_lock(&interposer_mutex);
 	list_for_each_entry_safe(ipd, tmp, &interposer_devs, node)
-		WARN_ON(interposer_dev_destroy(ipd));
+		interposer_dev_destroy(ipd);
+	busy = !list_empty(&interposer_devs);
 	mutex_unlock(&interposer_mutex);
+	if (busy) {
+		pr_crit("forced unload while devices are interposed or lower devices open: refusing to go, the module stays until reboot\n");
+		for (;;)
+			schedule_timeout_idle(MAX_SCHEDULE_TIMEOUT);
+	}
 	interposer_hook_exit();
 	/* Tasks preempted in the hook's trampoline, or on their way out of it. */
 	synchronize_rcu_tasks();
