@@ -1,12 +1,10 @@
 //! `cargo xtask initramfs`: pack the VM's root filesystem.
 //!
-//! Two uncompressed cpio archives, concatenated (the kernel unpacks them in order, later files
-//! win). Not compressed: under TCG the guest kernel took 4 s of every boot to gunzip a gzip'd
-//! one, and each scenario boots its own VM.
-//! - `base.cpio`: busybox, the host tools and their libraries, the kernel modules. Slow to
+//! Two gzip'd cpio archives, concatenated (the kernel unpacks them in order, later files win):
+//! - `base.cpio.gz`: busybox, the host tools and their libraries, the kernel modules. Slow to
 //!   gather and rarely changes, so it is cached and rebuilt only when the xtask binary or the
 //!   installed packages change.
-//! - `overlay.cpio`: /init, /tests, the `interposer` binary, blk_interposer.ko and the
+//! - `overlay.cpio.gz`: /init, /tests, the `interposer` binary, blk_interposer.ko and the
 //!   modules.dep that includes it. Rebuilt every time; it is small.
 
 use std::collections::HashSet;
@@ -104,7 +102,7 @@ impl Layout {
     }
 
     pub fn initramfs(&self) -> PathBuf {
-        self.dir.join("initramfs.cpio")
+        self.dir.join("initramfs.cpio.gz")
     }
 }
 
@@ -125,7 +123,7 @@ pub fn build_cli(root: &Path) -> Result<Option<PathBuf>> {
 /// Test programs of crates/vm-tools, installed next to `interposer` in the VM.
 const VM_TOOLS: &[&str] = &["stamp-writer", "hostile-ioctl", "insn-marker"];
 
-/// Pack `initramfs.cpio` for `kernel` and return its path.
+/// Pack `initramfs.cpio.gz` for `kernel` and return its path.
 pub fn build(
     root: &Path,
     kernel: &Kernel,
@@ -135,7 +133,7 @@ pub fn build(
     let layout = Layout::new(root, kernel);
     fs::create_dir_all(&layout.dir)
         .with_context(|| format!("creating {}", layout.dir.display()))?;
-    let base = layout.dir.join("base.cpio");
+    let base = layout.dir.join("base.cpio.gz");
     let stamp_file = layout.dir.join("base.stamp");
     let stamp = base_stamp(kernel)?;
     let fresh = base.exists()
@@ -149,7 +147,7 @@ pub fn build(
     }
 
     build_overlay(root, &layout, kernel, ko, cli)?;
-    let overlay = layout.dir.join("overlay.cpio");
+    let overlay = layout.dir.join("overlay.cpio.gz");
     pack(&layout.overlay_stage, &overlay)?;
 
     let out = layout.initramfs();
@@ -455,16 +453,16 @@ pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
     Ok(())
 }
 
-/// newc cpio of `dir`, owned by root, uncompressed (see the top of this file).
+/// newc cpio of `dir`, owned by root, compressed with gzip -1 (packing speed matters more
+/// than size: the archive is repacked for every test run).
 fn pack(dir: &Path, out: &Path) -> Result<()> {
-    let script =
-        "cd \"$1\" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet > \"$2\"";
+    let script = "cd \"$1\" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -1 > \"$2\"";
     let status = Command::new("bash")
         .args(["-o", "pipefail", "-c", script, "pack"])
         .arg(dir)
         .arg(out)
         .status()
-        .context("running cpio")?;
+        .context("running cpio | gzip")?;
     if !status.success() {
         bail!(
             "packing {} into {} failed ({status})",

@@ -50,7 +50,7 @@ enum Task {
         #[arg(long, default_value = "all")]
         kernel: String,
     },
-    /// Build the module and the CLI, pack target/vm/<release>/initramfs.cpio.
+    /// Build the module and the CLI, pack target/vm/<release>/initramfs.cpio.gz.
     Initramfs {
         #[arg(long, default_value = kernel::DEFAULT)]
         kernel: String,
