@@ -175,7 +175,6 @@ static int __init interposer_init(void)
 static void __exit interposer_exit(void)
 {
 	struct interposer_dev *ipd, *tmp;
-
 	bool busy;
 
 	interposer_ctl_exit();

@@ -250,7 +250,7 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
     /// written to.
     pub fn backup(&self, req: &BackupRequest, progress: &mut dyn Progress) -> Result<BackupReport> {
         let dir = BackupDir::create(&req.dir)?;
-        let dev = self.host.resolve(&req.device)?;
+        let dev = self.resolve_device(&req.device)?;
         let device = req.device.display().to_string();
         let identity = self.host.identity(dev)?;
         let size = self.host.sectors(dev)?.bytes();
@@ -341,7 +341,7 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
         out: &mut dyn Write,
         progress: &mut dyn Progress,
     ) -> Result<StreamReport> {
-        let dev = self.host.resolve(device)?;
+        let dev = self.resolve_device(device)?;
         let size = self.host.sectors(dev)?.bytes();
         let name = self.backup_snapshot(dev, name, cow, false, device)?;
         let run = (|| {
