@@ -385,8 +385,9 @@ fn build_overlay(
     let init = root.join("tests/common/init");
     fs::copy(&init, stage.join("init")).with_context(|| format!("copying {}", init.display()))?;
     fs::set_permissions(stage.join("init"), fs::Permissions::from_mode(0o755))?;
-    // bench/: the guest side of `cargo xtask bench` (not a scenario: `test` never runs it).
-    for sub in ["common", "scenarios", "bench"] {
+    // bench/: the guest side of `cargo xtask bench`; experiments/: run by hand with
+    // `cargo xtask vm --scenario experiments/NAME.sh`. `test` never runs either.
+    for sub in ["common", "scenarios", "bench", "experiments"] {
         copy_tree(
             &root.join("tests").join(sub),
             &stage.join("tests").join(sub),

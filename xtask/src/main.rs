@@ -59,12 +59,19 @@ enum Task {
     Vm {
         #[arg(long, default_value = kernel::DEFAULT)]
         kernel: String,
-        /// Path below tests/scenarios, e.g. vm/boots-with-tools.sh.
+        /// Path below tests/scenarios, e.g. vm/boots-with-tools.sh, or an experiment,
+        /// experiments/NAME.sh (tests/experiments: run by hand, never by `test`).
         #[arg(long)]
         scenario: Option<String>,
         /// Interactive shell (after the scenario, if one is given); Ctrl-A X quits qemu.
         #[arg(long)]
         shell: bool,
+        /// qemu's -accel instead of the default (tcg,thread=single), e.g. tcg,thread=multi.
+        #[arg(long)]
+        accel: Option<String>,
+        /// vCPUs instead of 2.
+        #[arg(long)]
+        smp: Option<u32>,
     },
     /// Setup, unit tests, every matching busybox scenario in its own VM on each kernel, then
     /// the matching full-system scenarios (tests/system) in one Debian boot per kernel.
@@ -161,7 +168,9 @@ fn run(cli: Cli) -> Result<bool> {
             kernel,
             scenario,
             shell,
-        } => return test::boot_one(&root, &kernel, scenario, shell),
+            accel,
+            smp,
+        } => return test::boot_one(&root, &kernel, scenario, shell, accel, smp),
         Task::Test {
             kernel,
             jobs,
@@ -181,7 +190,7 @@ fn run(cli: Cli) -> Result<bool> {
                 bail!("tests/scenarios/{demo} does not exist yet: nothing to demo");
             }
             setup::run()?;
-            return test::boot_one(&root, &kernel, Some(demo.into()), false);
+            return test::boot_one(&root, &kernel, Some(demo.into()), false, None, None);
         }
         Task::Bench {
             kernel,

@@ -12,6 +12,9 @@ use crate::report::Verdict;
 /// Applies unless the scenario has a `# TIMEOUT: <seconds>` line.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// `# ACCEL:` values a scenario may ask for (anything else is refused at discovery).
+const ACCELS: &[&str] = &["tcg,thread=multi", "tcg,thread=single"];
+
 /// Any of these in the console log fails the scenario, whatever its exit code.
 pub const KERNEL_ERRORS: &[&str] = &[
     "BUG:",
@@ -24,6 +27,7 @@ pub const KERNEL_ERRORS: &[&str] = &[
     "UBSAN",
     "KASAN",
     "list_del corruption",
+    "detected stall",
 ];
 
 /// A scenario file, named by its path below tests/scenarios ("vm/boots-with-tools.sh").
@@ -31,12 +35,25 @@ pub const KERNEL_ERRORS: &[&str] = &[
 pub struct Scenario {
     pub path: String,
     pub timeout: Duration,
+    /// `# ACCEL: tcg,thread=multi`: the scenario's `-accel`, unless $XTASK_ACCEL is set.
+    pub accel: Option<String>,
 }
 
 impl Scenario {
     /// "vm/boots-with-tools": the name in progress lines and the run directory.
     pub fn name(&self) -> &str {
         self.path.trim_end_matches(".sh")
+    }
+
+    /// How its VM departs from the default one.
+    pub fn qemu_extra(&self) -> crate::vm::QemuExtra {
+        crate::vm::QemuExtra {
+            accel: self
+                .accel
+                .clone()
+                .filter(|_| std::env::var_os("XTASK_ACCEL").is_none()),
+            ..Default::default()
+        }
     }
 }
 
@@ -52,12 +69,36 @@ pub fn discover(root: &Path, filters: &[String]) -> Result<Vec<Scenario>> {
         .map(|path| {
             let text = fs::read_to_string(base.join(&path))
                 .with_context(|| format!("reading scenario {path}"))?;
-            Ok(Scenario {
-                timeout: header_timeout(&text).unwrap_or(DEFAULT_TIMEOUT),
-                path,
-            })
+            from_text(path, &text)
         })
         .collect()
+}
+
+/// One script by its path below tests/scenarios, or `experiments/NAME.sh` (below tests/:
+/// run by hand with `cargo xtask vm --scenario`, never by `test`).
+pub fn load(root: &Path, path: &str) -> Result<Scenario> {
+    let file = if path.starts_with("experiments/") {
+        root.join("tests").join(path)
+    } else {
+        root.join("tests/scenarios").join(path)
+    };
+    let text = fs::read_to_string(&file)
+        .with_context(|| format!("no scenario or experiment {}", file.display()))?;
+    from_text(path.to_string(), &text)
+}
+
+fn from_text(path: String, text: &str) -> Result<Scenario> {
+    let accel = header_value(text, "ACCEL:").map(str::to_string);
+    if let Some(a) = &accel {
+        if !ACCELS.contains(&a.as_str()) {
+            bail!("scenario {path}: `# ACCEL: {a}` is not one of {ACCELS:?}");
+        }
+    }
+    Ok(Scenario {
+        timeout: header_timeout(text).unwrap_or(DEFAULT_TIMEOUT),
+        accel,
+        path,
+    })
 }
 
 fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
@@ -75,11 +116,17 @@ fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
 
 /// `# TIMEOUT: 900` anywhere in the leading comment block.
 fn header_timeout(text: &str) -> Option<Duration> {
+    header_value(text, "TIMEOUT:")
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_secs)
+}
+
+/// The value of `# KEY value` in the leading comment block, trimmed.
+fn header_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     text.lines()
         .take_while(|l| l.starts_with('#') || l.trim().is_empty())
-        .find_map(|l| l.strip_prefix('#')?.trim().strip_prefix("TIMEOUT:"))
-        .and_then(|v| v.trim().parse().ok())
-        .map(Duration::from_secs)
+        .find_map(|l| l.strip_prefix('#')?.trim().strip_prefix(key))
+        .map(str::trim)
 }
 
 /// A kernel message (it carries a printk timestamp, `[   12.345678] `, possibly after
@@ -173,6 +220,8 @@ const TEMPLATE: &str = r#"#!/bin/sh
 # commit <12 hex> ("subject").
 #
 # TIMEOUT: 600
+# (Optional, for a scenario about concurrency: `# ACCEL: tcg,thread=multi` gives each
+# vCPU its own host thread; the default runs both vCPUs on one, see xtask/src/vm.rs.)
 #
 # The VM runs this as `sh /tests/scenarios/@NAME@.sh` in /tmp, under busybox sh,
 # after a fresh boot with five empty disks: /dev/vda 128M, vdb 512M, vdc 256M, vdd 64M, vde 32M.
@@ -213,6 +262,27 @@ mod tests {
         let text = "#!/bin/sh\n# SPDX\n#\n# TIMEOUT: 900\nDESCRIPTION=x\n# TIMEOUT: 5\n";
         assert_eq!(header_timeout(text), Some(Duration::from_secs(900)));
         assert_eq!(header_timeout("#!/bin/sh\necho hi\n# TIMEOUT: 5\n"), None);
+    }
+
+    #[test]
+    fn accel_header_is_checked() {
+        let s = from_text(
+            "a/b.sh".into(),
+            "#!/bin/sh\n# ACCEL: tcg,thread=multi\nx=1\n",
+        )
+        .unwrap();
+        assert_eq!(s.accel.as_deref(), Some("tcg,thread=multi"));
+        assert_eq!(
+            from_text("a/b.sh".into(), "#!/bin/sh\nx=1\n")
+                .unwrap()
+                .accel,
+            None
+        );
+        let e = from_text("a/b.sh".into(), "# ACCEL: kvm\n").unwrap_err();
+        assert!(
+            format!("{e}").contains("`# ACCEL: kvm` is not one of"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -24,23 +24,32 @@ pub fn prepare(root: &Path, kernel: &Kernel, cli: Option<&Path>) -> Result<PathB
     initramfs::build(root, kernel, ko.as_deref(), cli)
 }
 
-/// `vm` and `demo`: one VM with the console on the terminal.
-pub fn boot_one(root: &Path, spec: &str, scenario: Option<String>, shell: bool) -> Result<bool> {
+/// `vm` and `demo`: one VM with the console on the terminal; `accel` and `smp` replace
+/// the scenario's (experiments compare TCG modes and vCPU counts).
+pub fn boot_one(
+    root: &Path,
+    spec: &str,
+    scenario: Option<String>,
+    shell: bool,
+    accel: Option<String>,
+    smp: Option<u32>,
+) -> Result<bool> {
     let kernel = kernel::resolve(spec)?
         .into_iter()
         .next()
         .context("no kernel")?;
-    let timeout = match &scenario {
-        Some(path) => {
-            let found = scenario::discover(root, std::slice::from_ref(path))?;
-            let s = found
-                .iter()
-                .find(|s| s.path == *path)
-                .with_context(|| format!("no scenario tests/scenarios/{path}"))?;
-            s.timeout
-        }
-        None => scenario::DEFAULT_TIMEOUT,
-    };
+    let found = scenario
+        .as_deref()
+        .map(|path| scenario::load(root, path))
+        .transpose()?;
+    let timeout = found
+        .as_ref()
+        .map_or(scenario::DEFAULT_TIMEOUT, |s| s.timeout);
+    let mut extra = found.as_ref().map(Scenario::qemu_extra).unwrap_or_default();
+    if accel.is_some() {
+        extra.accel = accel;
+    }
+    extra.smp = smp;
     let cli = initramfs::build_cli(root)?;
     let initrd = prepare(root, &kernel, cli.as_deref())?;
     let name = scenario
@@ -54,7 +63,7 @@ pub fn boot_one(root: &Path, spec: &str, scenario: Option<String>, shell: bool) 
         shell,
         stream: true,
         timeout,
-        extra: Default::default(),
+        extra,
     };
     let out = vm::run(&cfg)?;
     if shell {
@@ -167,7 +176,8 @@ fn run_scenario(
             timeout: s.timeout,
             extra: Default::default(),
         })?;
-        if outcome.boot.is_some() || outcome.timed_out || attempt == BOOT_ATTEMPTS {
+        let kernel_error = outcome.console.lines().any(scenario::is_kernel_error);
+        if outcome.boot.is_some() || outcome.timed_out || kernel_error || attempt == BOOT_ATTEMPTS {
             return Ok(outcome);
         }
         let last = outcome.console.lines().rev().find(|l| !l.trim().is_empty());
