@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * The only place that knows kernel versions.  Supported: Debian's 6.1
- * (bookworm) and 6.12 (bookworm-backports).  6.9 replaced the bdev open API
+ * (bookworm) and 6.12 (bookworm-backports); builds also for 7.2 (sid) and
+ * 7.3 (trixie-backports).  6.9 replaced the bdev open API
  * with files and freeze_bdev() with bdev_freeze(); 6.11 moved queue limits
  * and features into blk_alloc_disk(); 6.5 changed the ->open() arguments;
  * 6.14 gave blk_mq_unfreeze_queue() a memflags argument.
