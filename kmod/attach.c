@@ -338,7 +338,7 @@ static void interposer_switch_open(struct interposer_move *mv, unsigned int n)
 		if (!mv[i].attach)
 			interposer_gate_open(mv[i].ipd);
 		else if (mv[i].queue_frozen)
-			blk_mq_unfreeze_queue(interposer_queue(&mv[i]));
+			interposer_unfreeze_queue(interposer_queue(&mv[i]));
 	}
 }
 

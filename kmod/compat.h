@@ -1,15 +1,18 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * The only place that knows kernel versions.  Supported: Debian's 6.1
- * (bookworm) and 6.12 (bookworm-backports).  6.9 replaced the bdev open API
+ * (bookworm) and 6.12 (bookworm-backports); builds also for 7.2 (sid) and
+ * 7.3 (trixie-backports).  6.9 replaced the bdev open API
  * with files and freeze_bdev() with bdev_freeze(); 6.11 moved queue limits
- * and features into blk_alloc_disk(); 6.5 changed the ->open() arguments.
+ * and features into blk_alloc_disk(); 6.5 changed the ->open() arguments;
+ * 6.14 gave blk_mq_unfreeze_queue() a memflags argument.
  */
 #ifndef INTERPOSER_COMPAT_H
 #define INTERPOSER_COMPAT_H
 
 #include <linux/version.h>
 #include <linux/blkdev.h>
+#include <linux/blk-mq.h>
 #include <linux/ftrace.h>
 #include <linux/fs.h>
 #include <asm/nospec-branch.h>
@@ -78,6 +81,20 @@ static inline int interposer_thaw(struct block_device *bdev)
 	return bdev_thaw(bdev);
 #else
 	return thaw_bdev(bdev);
+#endif
+}
+
+/*
+ * End a freeze begun with blk_freeze_queue_start().  6.14 made
+ * blk_mq_unfreeze_queue() restore the memalloc flags that
+ * blk_mq_freeze_queue() saved; a freeze started by hand saved none.
+ */
+static inline void interposer_unfreeze_queue(struct request_queue *q)
+{
+#if KERNEL_VERSION(6, 14, 0) <= LINUX_VERSION_CODE
+	blk_mq_unfreeze_queue_nomemrestore(q);
+#else
+	blk_mq_unfreeze_queue(q);
 #endif
 }
 

@@ -45,9 +45,17 @@ enum Task {
     /// Install the Debian packages the build and the VMs need (idempotent, needs root).
     Setup,
     /// Build blk_interposer.ko from kmod/ with W=1; any warning fails.
+    ///
+    /// When the build fails, names the first kernel API that the compiler reports missing
+    /// or changed (an implicit declaration, too few/many arguments, an unknown type, an
+    /// undeclared constant, a missing member).
     Kmod {
-        /// 6.1, 6.12, all, or an exact installed release.
-        #[arg(long, default_value = "all")]
+        /// 6.1, 6.12, all, an exact installed release, or DIR: any kernel headers tree,
+        /// e.g. /lib/modules/RELEASE/build. A DIR inside a Debian root that has its own
+        /// /usr/bin/make and /usr/bin/gcc* (CHROOT/usr/src/linux-headers-RELEASE) is built
+        /// there, with `chroot CHROOT make` (as root) on a copy of kmod/ in CHROOT/tmp, for
+        /// kernels whose kbuild needs a newer glibc and gcc than the host's.
+        #[arg(long, default_value = "all", verbatim_doc_comment)]
         kernel: String,
     },
     /// Build the module and the CLI, pack target/vm/<release>/initramfs.cpio.gz.
@@ -152,8 +160,14 @@ fn run(cli: Cli) -> Result<bool> {
     match cli.task {
         Task::Setup => setup::run()?,
         Task::Kmod { kernel } => {
-            for k in kernel::resolve(&kernel)? {
-                if let Some(ko) = kmod::build(&root, &k)? {
+            let trees = if Path::new(&kernel).is_dir() {
+                vec![kmod::BuildTree::at(Path::new(&kernel))?]
+            } else {
+                let kernels = kernel::resolve(&kernel)?;
+                kernels.iter().map(kmod::BuildTree::installed).collect()
+            };
+            for tree in &trees {
+                if let Some(ko) = kmod::build_tree(&root, tree)? {
                     println!("kmod: {}", ko.display());
                 }
             }
