@@ -314,7 +314,7 @@ static struct interposer_divert __used notrace interposer_hook_slow(struct bio *
 	struct interposer_dev *ipd;
 
 	/*
-	 * BIO_REMAPPED: the sector is already on the whole disk's range.  The
+	 * BIO_REMAPPED: the sector is already in the whole disk's range.  The
 	 * lower device sends its bios down that way, and a remainder split off
 	 * a bio that went to a partition before the attach must finish the way
 	 * it started.

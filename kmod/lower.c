@@ -5,9 +5,11 @@
  * the live device through it ("[interpose]/dev/vdb" in our tables), without
  * fighting the mounted filesystem's exclusive claim and without a write open
  * of the mounted device.  It forwards by remapping, as the block layer does
- * for a partition: the bio moves to the whole disk at the partition's offset
- * and carries BIO_REMAPPED, which tells the hook never to redirect it again
- * and which the block layer keeps on the remainders it splits off.  Nothing
+ * for a partition: the bio moves to the real device (the partition itself,
+ * so that its /proc/diskstats line and blktrace go on counting), its sector
+ * is shifted into the whole disk's range, and it carries BIO_REMAPPED, which
+ * tells the block layer the shift is done, tells the hook never to redirect
+ * it again, and stays on the remainders the block layer splits off.  Nothing
  * is allocated and nothing of ours runs when the bio completes.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -30,7 +32,7 @@ bool interposer_lower_remap(struct bio *bio)
 
 	if (unlikely(bio_end_sector(bio) > bdev_nr_sectors(orig)))
 		return false;
-	interposer_set_dev_rcu(bio, bdev_whole(orig));
+	interposer_set_dev_rcu(bio, orig);
 	if (bio_sectors(bio))
 		bio->bi_iter.bi_sector += orig->bd_start_sect;
 	bio_set_flag(bio, BIO_REMAPPED);	/* set after the move clears it */
