@@ -33,7 +33,8 @@ _log "Running attach/dmsetup-reload-of-an-attached-interposer: $DESCRIPTION"
 
 SZ=$(blockdev --getsz /dev/vdb)
 LAST=$((SZ / 8 - 1))	# vdb's last 4 KiB block, 112 MiB beyond the filesystem's end
-_mkfs_ext4 /dev/vdb 400M
+mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 /dev/vdb 400M ||
+	_fail "mkfs.ext4 /dev/vdb 400M failed"
 _mount /dev/vdb /mnt
 _fill_files /mnt/before 8
 _manifest_make /mnt/before /tmp/before.sums
