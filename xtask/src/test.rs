@@ -174,7 +174,7 @@ fn run_scenario(
             shell: false,
             stream: false,
             timeout: s.timeout,
-            extra: Default::default(),
+            extra: s.qemu_extra(),
         })?;
         let kernel_error = outcome.console.lines().any(scenario::is_kernel_error);
         if outcome.boot.is_some() || outcome.timed_out || kernel_error || attempt == BOOT_ATTEMPTS {
