@@ -68,10 +68,7 @@ pub fn boot_one(
     let name = scenario
         .as_deref()
         .map_or("shell", |s| s.trim_end_matches(".sh"));
-    let name = match over.cpu {
-        Some(cpu) => format!("cpus/{}/{name}", cpu.name),
-        None => name.to_string(),
-    };
+    let name = dir_name(over.cpu, name);
     let cfg = VmConfig {
         kernel: &kernel,
         initramfs: &initrd,
@@ -126,13 +123,18 @@ impl Job {
         }
     }
 
-    /// Below target/vm/<release>/: `cpus/<config>/<group>/<name>` for the CPU tier, so
-    /// its runs never share a directory with the default VM's or each other's.
     fn dir_name(&self) -> String {
-        match self.cpu {
-            Some(c) => format!("cpus/{}/{}", c.name, self.scenario.name()),
-            None => self.scenario.name().to_string(),
-        }
+        dir_name(self.cpu, self.scenario.name())
+    }
+}
+
+/// The run directory's name below target/vm/<release>/: `cpus/<config>/<group>/<name>`
+/// under a CPU configuration, so those runs never share a directory with the default
+/// VM's or each other's.
+fn dir_name(cpu: Option<&CpuConfig>, name: &str) -> String {
+    match cpu {
+        Some(c) => format!("cpus/{}/{name}", c.name),
+        None => name.to_string(),
     }
 }
 
@@ -208,11 +210,16 @@ pub fn run(
         };
         if let (Some(cpu), Some(out)) = (job.cpu, &out) {
             if out.boot.is_some() && shown.insert((job.kernel.alias.clone(), cpu.name)) {
+                let said = cpu.report(&out.console);
                 println!(
                     "{} {}: the kernel says: {}",
                     job.kernel.alias,
                     cpu.name,
-                    cpu.report(&out.console).join(" | ")
+                    if said.is_empty() {
+                        "nothing on the subject".to_string()
+                    } else {
+                        said.join(" | ")
+                    }
                 );
             }
             // A failure of its own comes first; a run that passed on the wrong path fails.
