@@ -3,6 +3,7 @@
 
 mod bench;
 mod checkpatch;
+mod cpus;
 mod initramfs;
 mod kernel;
 mod kmod;
@@ -80,6 +81,10 @@ enum Task {
         /// vCPUs instead of 2.
         #[arg(long)]
         smp: Option<u32>,
+        /// Boot as `test --cpus` does under this CPU configuration (xtask/src/cpus.rs);
+        /// --smp and --accel still apply on top.
+        #[arg(long, value_name = "NAME")]
+        cpu_config: Option<String>,
     },
     /// Setup, unit tests, every matching busybox scenario in its own VM on each kernel, then
     /// the matching full-system scenarios (tests/system) in one Debian boot per kernel.
@@ -98,6 +103,15 @@ enum Task {
         /// DKMS that installs our packages): tests/system/*.sh.
         #[arg(long)]
         system: bool,
+        /// Instead of the tiers: the attach/, reliability/ and snapshot/ scenarios under
+        /// each CPU configuration of xtask/src/cpus.rs (CPU models whose mitigations make the
+        /// kernel patch in return thunks or call-depth tracking, preempt=full, 4 vCPUs); a
+        /// run whose kernel did not report the configuration's mitigation fails. Not in CI.
+        #[arg(long)]
+        cpus: bool,
+        /// With --cpus: only this configuration (repeatable), e.g. zen3-srso.
+        #[arg(long, value_name = "NAME", requires = "cpus")]
+        cpu_config: Vec<String>,
         /// Run only scenarios whose path contains one of these strings (system scenarios
         /// are `system/NAME`).
         filters: Vec<String>,
@@ -184,17 +198,36 @@ fn run(cli: Cli) -> Result<bool> {
             shell,
             accel,
             smp,
-        } => return test::boot_one(&root, &kernel, scenario, shell, accel, smp),
+            cpu_config,
+        } => {
+            let cpu = match cpu_config {
+                Some(name) => Some(cpus::select(&[name])?[0]),
+                None => None,
+            };
+            return test::boot_one(
+                &root,
+                &kernel,
+                scenario,
+                shell,
+                test::Overrides { accel, smp, cpu },
+            );
+        }
         Task::Test {
             kernel,
             jobs,
             no_unit,
             system,
+            cpus,
+            cpu_config,
             filters,
         } => {
+            let configs = cpus.then(|| cpus::select(&cpu_config)).transpose()?;
             setup::run()?;
             if !no_unit {
                 cargo(&["test", "--workspace"])?;
+            }
+            if let Some(configs) = configs {
+                return test::run(&root, &kernel, jobs.max(1), &filters, &configs);
             }
             return run_tiers(&root, &kernel, jobs.max(1), &filters, system);
         }
@@ -204,7 +237,13 @@ fn run(cli: Cli) -> Result<bool> {
                 bail!("tests/scenarios/{demo} does not exist yet: nothing to demo");
             }
             setup::run()?;
-            return test::boot_one(&root, &kernel, Some(demo.into()), false, None, None);
+            return test::boot_one(
+                &root,
+                &kernel,
+                Some(demo.into()),
+                false,
+                test::Overrides::default(),
+            );
         }
         Task::Bench {
             kernel,
@@ -267,7 +306,7 @@ fn run_tiers(
     }
     let mut ok = true;
     if busybox {
-        ok &= test::run(root, kernel, jobs, filters)?;
+        ok &= test::run(root, kernel, jobs, filters, &[])?;
     }
     if full {
         ok &= system::run(root, kernel, jobs, filters)?;

@@ -129,14 +129,22 @@ fn header_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
-/// A kernel message (it carries a printk timestamp, `[   12.345678] `, possibly after
-/// userspace output on the same console line) that reports one of KERNEL_ERRORS.
-/// Userspace saying "WARNING:" (sha256sum -c, mkfs) is not a kernel error.
-pub fn is_kernel_error(line: &str) -> bool {
-    line.match_indices('[').any(|(i, _)| {
-        let Some((stamp, message)) = line[i + 1..].split_once(']') else {
-            return false;
-        };
+/// Mitigation advisories the kernel prints at boot on some CPU models (`cargo xtask test
+/// --cpus`): arch/x86/kernel/cpu/bugs.c prefixes its messages with the name, so
+/// its `pr_err("WARNING: ...")` reads `RETBleed: WARNING: ...`. They say what the CPU
+/// lacks, not that the kernel went wrong; a kernel WARN() splat starts with `WARNING:`.
+const MITIGATION_ADVISORIES: &[&str] = &[
+    "RETBleed: WARNING:",
+    "ITS: WARNING:",
+    "Spectre V2 : WARNING:",
+    "Speculative Return Stack Overflow: WARNING:",
+];
+
+/// The kernel messages on a console line: the text after each printk timestamp
+/// (`[   12.345678] `), which may follow userspace output on the same line.
+pub fn kernel_messages(line: &str) -> impl Iterator<Item = &str> {
+    line.match_indices('[').filter_map(|(i, _)| {
+        let (stamp, message) = line[i + 1..].split_once(']')?;
         let is_stamp = stamp
             .trim_start()
             .split_once('.')
@@ -146,7 +154,18 @@ pub fn is_kernel_error(line: &str) -> bool {
                     && micros.len() == 6
                     && micros.bytes().all(|b| b.is_ascii_digit())
             });
-        is_stamp && KERNEL_ERRORS.iter().any(|e| message.contains(e))
+        is_stamp.then_some(message)
+    })
+}
+
+/// A kernel message that reports one of KERNEL_ERRORS (and is no mitigation advisory).
+/// Userspace saying "WARNING:" (sha256sum -c, mkfs) is not a kernel error.
+pub fn is_kernel_error(line: &str) -> bool {
+    kernel_messages(line).any(|message| {
+        KERNEL_ERRORS.iter().any(|e| message.contains(e))
+            && !MITIGATION_ADVISORIES
+                .iter()
+                .any(|a| message.trim_start().starts_with(a))
     })
 }
 
@@ -322,6 +341,25 @@ mod tests {
             verdict("SCENARIO-EXIT 0\n", true),
             Verdict::Fail(_)
         ));
+    }
+
+    #[test]
+    fn mitigation_advisories_are_not_kernel_errors() {
+        assert!(!is_kernel_error(
+            "[    0.151234] RETBleed: WARNING: Spectre v2 mitigation leaves CPU vulnerable to RETBleed attacks, data leaks possible!"
+        ));
+        assert!(!is_kernel_error("[    0.151234] Speculative Return Stack Overflow: WARNING: See https://kernel.org/doc/html/latest/admin-guide/hw-vuln/srso.html for mitigation options."));
+        assert!(is_kernel_error(
+            "[   42.000001] WARNING: CPU: 1 PID: 7 at block/blk-core.c:1 x"
+        ));
+        assert!(is_kernel_error(
+            "[   42.000001] RETBleed: Mitigation: x [   42.000002] WARNING: CPU: 1"
+        ));
+        assert_eq!(
+            kernel_messages("fio: done[  100.123456] BUG: x").collect::<Vec<_>>(),
+            vec![" BUG: x"]
+        );
+        assert_eq!(kernel_messages("[5.41] BUG: x").count(), 0);
     }
 
     #[test]

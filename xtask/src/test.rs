@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use crate::cpus::{self, CpuConfig};
 use crate::kernel::{self, Kernel};
 use crate::report::{Finished, Summary, Verdict};
 use crate::scenario::{self, Scenario};
@@ -24,15 +25,22 @@ pub fn prepare(root: &Path, kernel: &Kernel, cli: Option<&Path>) -> Result<PathB
     initramfs::build(root, kernel, ko.as_deref(), cli)
 }
 
-/// `vm` and `demo`: one VM with the console on the terminal; `accel` and `smp` replace
-/// the scenario's (experiments compare TCG modes and vCPU counts).
+/// What `vm` changes in the scenario's VM: experiments compare TCG modes and vCPU counts,
+/// and a failure of `test --cpus` is reproduced under its CPU configuration.
+#[derive(Default)]
+pub struct Overrides {
+    pub accel: Option<String>,
+    pub smp: Option<u32>,
+    pub cpu: Option<&'static CpuConfig>,
+}
+
+/// `vm` and `demo`: one VM with the console on the terminal.
 pub fn boot_one(
     root: &Path,
     spec: &str,
     scenario: Option<String>,
     shell: bool,
-    accel: Option<String>,
-    smp: Option<u32>,
+    over: Overrides,
 ) -> Result<bool> {
     let kernel = kernel::resolve(spec)?
         .into_iter()
@@ -46,19 +54,25 @@ pub fn boot_one(
         .as_ref()
         .map_or(scenario::DEFAULT_TIMEOUT, |s| s.timeout);
     let mut extra = found.as_ref().map(Scenario::qemu_extra).unwrap_or_default();
-    if accel.is_some() {
-        extra.accel = accel;
+    if let Some(cpu) = over.cpu {
+        cpu.apply(&mut extra);
     }
-    extra.smp = smp;
+    if over.accel.is_some() {
+        extra.accel = over.accel;
+    }
+    if over.smp.is_some() {
+        extra.smp = over.smp;
+    }
     let cli = initramfs::build_cli(root)?;
     let initrd = prepare(root, &kernel, cli.as_deref())?;
     let name = scenario
         .as_deref()
         .map_or("shell", |s| s.trim_end_matches(".sh"));
+    let name = dir_name(over.cpu, name);
     let cfg = VmConfig {
         kernel: &kernel,
         initramfs: &initrd,
-        dir: run_dir(root, &kernel, name),
+        dir: run_dir(root, &kernel, &name),
         scenario: scenario.clone(),
         shell,
         stream: true,
@@ -69,7 +83,12 @@ pub fn boot_one(
     if shell {
         return Ok(true);
     }
-    let verdict = scenario::verdict(&out.console, out.timed_out);
+    let mut verdict = scenario::verdict(&out.console, out.timed_out);
+    if let (Some(cpu), false) = (over.cpu, matches!(verdict, Verdict::Fail(_))) {
+        if let Some(why) = cpu.check(&kernel.release, &out.console) {
+            verdict = Verdict::Fail(why);
+        }
+    }
     println!(
         "vm: {} {name}: {verdict:?} in {} s (boot {}), log {}",
         kernel.alias,
@@ -86,23 +105,81 @@ pub fn run_dir(root: &Path, kernel: &Kernel, name: &str) -> PathBuf {
     initramfs::Layout::new(root, kernel).dir.join(name)
 }
 
-/// Every scenario matching `filters` on every kernel of `spec`, `jobs` VMs at a time.
-pub fn run(root: &Path, spec: &str, jobs: usize, filters: &[String]) -> Result<bool> {
+/// One queued VM run: a scenario on a kernel, under a CPU configuration of
+/// `test --cpus` or the default VM.
+struct Job {
+    kernel: Kernel,
+    initrd: PathBuf,
+    scenario: Scenario,
+    cpu: Option<&'static CpuConfig>,
+}
+
+impl Job {
+    /// "zen3-srso attach/linear-live-loses-nothing": the name in progress lines.
+    fn label(&self) -> String {
+        match self.cpu {
+            Some(c) => format!("{} {}", c.name, self.scenario.name()),
+            None => self.scenario.name().to_string(),
+        }
+    }
+
+    fn dir_name(&self) -> String {
+        dir_name(self.cpu, self.scenario.name())
+    }
+}
+
+/// The run directory's name below target/vm/<release>/: `cpus/<config>/<group>/<name>`
+/// under a CPU configuration, so those runs never share a directory with the default
+/// VM's or each other's.
+fn dir_name(cpu: Option<&CpuConfig>, name: &str) -> String {
+    match cpu {
+        Some(c) => format!("cpus/{}/{name}", c.name),
+        None => name.to_string(),
+    }
+}
+
+/// Every scenario matching `filters` on every kernel of `spec`, `jobs` VMs at a time; with
+/// `cpus`, each of them under each of those CPU configurations instead of the default VM.
+pub fn run(
+    root: &Path,
+    spec: &str,
+    jobs: usize,
+    filters: &[String],
+    cpus: &[&'static CpuConfig],
+) -> Result<bool> {
     let kernels = kernel::resolve(spec)?;
-    let scenarios = scenario::discover(root, filters)?;
+    let mut scenarios = scenario::discover(root, filters)?;
+    if !cpus.is_empty() {
+        scenarios.retain(|s| cpus::GROUPS.iter().any(|g| s.path.starts_with(g)));
+    }
     if scenarios.is_empty() {
         println!("no scenario matches {filters:?}");
         return Ok(false);
     }
+    let configs: Vec<Option<&'static CpuConfig>> = if cpus.is_empty() {
+        vec![None]
+    } else {
+        cpus.iter().copied().map(Some).collect()
+    };
     let cli = initramfs::build_cli(root)?;
     let mut queue = VecDeque::new();
     for k in &kernels {
         let initrd = prepare(root, k, cli.as_deref())?;
-        for s in &scenarios {
-            queue.push_back((k.clone(), initrd.clone(), s.clone()));
+        for cpu in &configs {
+            for s in &scenarios {
+                queue.push_back(Job {
+                    kernel: k.clone(),
+                    initrd: initrd.clone(),
+                    scenario: s.clone(),
+                    cpu: *cpu,
+                });
+            }
         }
     }
     let total = queue.len();
+    for c in cpus {
+        println!("cpus: {}", c.describe());
+    }
     println!("running {total} scenario run(s), {jobs} VM(s) at a time");
     let started = std::time::Instant::now();
 
@@ -112,11 +189,11 @@ pub fn run(root: &Path, spec: &str, jobs: usize, filters: &[String]) -> Result<b
     for _ in 0..jobs.min(total) {
         let (queue, tx, root) = (queue.clone(), tx.clone(), root.to_path_buf());
         workers.push(std::thread::spawn(move || loop {
-            let Some((kernel, initrd, s)) = queue.lock().expect("queue lock").pop_front() else {
+            let Some(job) = queue.lock().expect("queue lock").pop_front() else {
                 break;
             };
-            let result = run_scenario(&root, &kernel, &initrd, &s);
-            if tx.send((kernel, s, result)).is_err() {
+            let result = run_scenario(&root, &job);
+            if tx.send((job, result)).is_err() {
                 break;
             }
         }));
@@ -124,18 +201,41 @@ pub fn run(root: &Path, spec: &str, jobs: usize, filters: &[String]) -> Result<b
     drop(tx);
 
     let mut summary = Summary::default();
-    for (index, (kernel, s, result)) in rx.iter().enumerate() {
-        let (verdict, out) = match result {
+    // (kernel, configuration) pairs whose mitigation lines were already shown.
+    let mut shown = std::collections::HashSet::new();
+    for (index, (job, result)) in rx.iter().enumerate() {
+        let (mut verdict, out) = match result {
             Ok(out) => (scenario::verdict(&out.console, out.timed_out), Some(out)),
             Err(e) => (Verdict::Fail(format!("{e:#}")), None),
         };
+        if let (Some(cpu), Some(out)) = (job.cpu, &out) {
+            if out.boot.is_some() && shown.insert((job.kernel.alias.clone(), cpu.name)) {
+                let said = cpu.report(&out.console);
+                println!(
+                    "{} {}: the kernel says: {}",
+                    job.kernel.alias,
+                    cpu.name,
+                    if said.is_empty() {
+                        "nothing on the subject".to_string()
+                    } else {
+                        said.join(" | ")
+                    }
+                );
+            }
+            // A failure of its own comes first; a run that passed on the wrong path fails.
+            if !matches!(verdict, Verdict::Fail(_)) {
+                if let Some(why) = cpu.check(&job.kernel.release, &out.console) {
+                    verdict = Verdict::Fail(why);
+                }
+            }
+        }
         let no_log = PathBuf::new();
         summary.record(
             index + 1,
             total,
             &Finished {
-                kernel: &kernel.alias,
-                scenario: s.name(),
+                kernel: &job.kernel.alias,
+                scenario: &job.label(),
                 verdict: &verdict,
                 wall: out.as_ref().map_or(Duration::ZERO, |o| o.wall),
                 boot: out.as_ref().and_then(|o| o.boot),
@@ -158,23 +258,23 @@ const BOOT_ATTEMPTS: usize = 3;
 /// (`iotlb_to_section: Assertion ... failed`, seen twice in ~100 runs), before the guest
 /// kernel runs: such a run is started again, and says so.  A run whose guest booted is
 /// never repeated, so a retry cannot hide a failure of the scenario or the module.
-fn run_scenario(
-    root: &Path,
-    kernel: &Kernel,
-    initrd: &Path,
-    s: &Scenario,
-) -> Result<vm::VmOutcome> {
+fn run_scenario(root: &Path, job: &Job) -> Result<vm::VmOutcome> {
+    let (kernel, s) = (&job.kernel, &job.scenario);
+    let mut extra = s.qemu_extra();
+    if let Some(cpu) = job.cpu {
+        cpu.apply(&mut extra);
+    }
     let mut attempt = 1;
     loop {
         let outcome = vm::run(&VmConfig {
             kernel,
-            initramfs: initrd,
-            dir: run_dir(root, kernel, s.name()),
+            initramfs: &job.initrd,
+            dir: run_dir(root, kernel, &job.dir_name()),
             scenario: Some(s.path.clone()),
             shell: false,
             stream: false,
             timeout: s.timeout,
-            extra: Default::default(),
+            extra: extra.clone(),
         })?;
         let kernel_error = outcome.console.lines().any(scenario::is_kernel_error);
         if outcome.boot.is_some() || outcome.timed_out || kernel_error || attempt == BOOT_ATTEMPTS {
@@ -184,7 +284,7 @@ fn run_scenario(
         println!(
             "note: {} {}: the VM died before the guest booted ({}); starting it again",
             kernel.alias,
-            s.name(),
+            job.label(),
             last.unwrap_or("no output").trim()
         );
         attempt += 1;

@@ -47,6 +47,11 @@ pub const MONITOR_COMMANDS: &[&str] =
 /// their header (`# ACCEL:`).
 pub const DEFAULT_ACCEL: &str = "tcg,thread=single";
 
+/// qemu's `-cpu` unless the run says otherwise. -cx16: qemu TCG's CMPXCHG16B breaks SLUB
+/// on 6.12; +rdrand: 6.1 soft-locks in urandom_read_iter with 2 vCPUs without it
+/// (prototype/NOTES.md). `cargo xtask test --cpus` keeps both on its models (xtask/src/cpus.rs).
+pub const DEFAULT_CPU: &str = "qemu64,+rdrand,-cx16";
+
 /// After the first kernel error on the console the VM runs this much longer (for the
 /// rest of the report), then it is stopped: a stalled guest otherwise holds a CI slot
 /// until the scenario's timeout.
@@ -79,6 +84,8 @@ pub struct QemuExtra {
     pub accel: Option<String>,
     /// Replaces `-smp 2`.
     pub smp: Option<u32>,
+    /// Replaces `-cpu` ([`DEFAULT_CPU`]), e.g. `EPYC-Milan,+rdrand,-cx16`.
+    pub cpu: Option<String>,
     /// Appended to the kernel command line.
     pub append: Vec<String>,
     /// Appended to qemu's arguments, e.g. `-plugin`.
@@ -316,10 +323,9 @@ fn qemu_command(cfg: &VmConfig) -> Result<Command> {
     let _ = fs::remove_file(&monitor);
 
     let mut cmd = Command::new("qemu-system-x86_64");
-    // -cx16: qemu TCG's CMPXCHG16B breaks SLUB on 6.12; +rdrand: 6.1 soft-locks in
-    // urandom_read_iter with 2 vCPUs without it (prototype/NOTES.md).
     let smp = cfg.extra.smp.unwrap_or(2).to_string();
-    cmd.args(["-m", "2048", "-smp", &smp, "-cpu", "qemu64,+rdrand,-cx16"]);
+    let cpu = cfg.extra.cpu.as_deref().unwrap_or(DEFAULT_CPU);
+    cmd.args(["-m", "2048", "-smp", &smp, "-cpu", cpu]);
     // TCG by default: a /dev/kvm that opens is no proof that KVM works (nested KVM on the
     // CI machines fails with "emulation failure"). XTASK_ACCEL=kvm opts in.
     let accel = match &cfg.extra.accel {
@@ -405,6 +411,51 @@ mod tests {
         let s = monitor_socket(deep);
         assert!(s.as_os_str().len() < 108, "{}", s.display());
         assert_ne!(s, monitor_socket(&deep.with_file_name("other")));
+    }
+
+    /// The value after `flag` in qemu's arguments.
+    fn arg_after(cmd: &Command, flag: &str) -> String {
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let i = args.iter().position(|a| a == flag).expect(flag);
+        args[i + 1].clone()
+    }
+
+    #[test]
+    fn cpu_configurations_reach_qemu_and_the_kernel_command_line() {
+        let kernel = Kernel {
+            alias: "6.12".into(),
+            release: "6.12.95+deb12-cloud-amd64".into(),
+        };
+        let dir = std::env::temp_dir().join(format!("xtask-vm-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let cfg = |extra: QemuExtra| VmConfig {
+            kernel: &kernel,
+            initramfs: Path::new("/nonexistent/initramfs.cpio.gz"),
+            dir: dir.clone(),
+            scenario: Some("attach/x.sh".into()),
+            shell: false,
+            stream: false,
+            timeout: Duration::from_secs(1),
+            extra,
+        };
+        let plain = qemu_command(&cfg(QemuExtra::default())).unwrap();
+        assert_eq!(arg_after(&plain, "-cpu"), DEFAULT_CPU);
+        assert_eq!(arg_after(&plain, "-smp"), "2");
+        for c in crate::cpus::CONFIGS {
+            let mut extra = QemuExtra::default();
+            c.apply(&mut extra);
+            let cmd = qemu_command(&cfg(extra)).unwrap();
+            assert_eq!(arg_after(&cmd, "-cpu"), c.cpu, "{}", c.name);
+            assert_eq!(arg_after(&cmd, "-smp"), c.smp.to_string(), "{}", c.name);
+            let append = arg_after(&cmd, "-append");
+            assert!(append.starts_with("console=ttyS0 panic=-1 quiet scenario=attach/x.sh"));
+            let expected: String = c.append.iter().map(|a| format!(" {a}")).collect();
+            assert!(append.ends_with(&expected), "{}: {append}", c.name);
+        }
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
