@@ -16,7 +16,9 @@ use crate::{initramfs, kmod};
 
 /// VMs at a time. One TCG VM keeps only ~1.2 of 2 host cores busy (it waits on emulated
 /// I/O), so two overlap well: 14 runs took 270 s with 2 jobs and 355-423 s with 1 on the
-/// 2-core dev machine, although each VM ran ~40% slower. Scenarios must not depend on speed.
+/// 2-core dev machine, although each VM ran ~40% slower. Three single-threaded TCG VMs at a
+/// time were no faster than two (the busybox tier's first 18 runs took 570 s, against 21 runs
+/// in 540 s with two). Scenarios must not depend on speed.
 pub const DEFAULT_JOBS: usize = 2;
 
 /// Build the module (if kmod/ has sources) and the initramfs for one kernel.
