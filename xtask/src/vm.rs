@@ -40,11 +40,10 @@ pub const MONITOR_COMMANDS: &[&str] =
     &["device_del", "device_add", "drive_del", "drive_add", "info"];
 
 /// The accelerator unless $XTASK_ACCEL or the run says otherwise: one host thread runs
-/// both vCPUs in turn.  Multi-threaded TCG (a host thread per vCPU) twice left a guest
-/// vCPU that took no timer interrupt after early boot (README, Tests), and on the 2-core
-/// CI machine two single-threaded VMs finished 12 scenario runs in 445 s against 554 s
-/// multi-threaded.  Scenarios that are about concurrency ask for `tcg,thread=multi` in
-/// their header (`# ACCEL:`).
+/// both vCPUs in turn.  Multi-threaded TCG (a host thread per vCPU) three times left a
+/// guest vCPU that took no timer interrupt after early boot, and ran stale kernel text
+/// (an int3 Oops) in an experiment without the module (README, Tests).  A scenario may
+/// still ask for `tcg,thread=multi` in its header (`# ACCEL:`).
 pub const DEFAULT_ACCEL: &str = "tcg,thread=single";
 
 /// qemu's `-cpu` unless the run says otherwise. -cx16: qemu TCG's CMPXCHG16B breaks SLUB

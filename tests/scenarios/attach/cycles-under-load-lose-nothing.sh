@@ -6,11 +6,7 @@
 # fail, fio must verify every block, every file must match its checksum after
 # a remount, and e2fsck must be clean.
 #
-# One host thread per vCPU (multi-threaded TCG), unlike the other scenarios:
-# the cycles race the hook against I/O on both vCPUs at the same instant.
-#
 # TIMEOUT: 1200
-# ACCEL: tcg,thread=multi
 DESCRIPTION="50 live create/remove cycles under verified load lose nothing"
 
 . /tests/common/rc

@@ -20,11 +20,7 @@
 # one sector over another behind the writer's back and the verifier must
 # report it as misdirected.
 #
-# One host thread per vCPU (multi-threaded TCG), unlike most scenarios: the
-# writers and the switches must run on both vCPUs at the same instant.
-#
 # TIMEOUT: 900
-# ACCEL: tcg,thread=multi
 DESCRIPTION="overlapping sequence-stamped O_DIRECT writes on a raw device keep the last write of every sector across 80 switches"
 
 . /tests/common/rc
