@@ -31,14 +31,11 @@ pub enum Kernels {
 
 impl Kernels {
     fn covers(self, release: &str) -> bool {
-        let mut nums = release
-            .split(|c: char| !c.is_ascii_digit())
-            .map(|s| s.parse::<u32>().unwrap_or(0));
-        let version = (nums.next().unwrap_or(0), nums.next().unwrap_or(0));
+        let from_6_12 = crate::kernel::version_key(release) >= vec![6, 12];
         match self {
             Kernels::All => true,
-            Kernels::V6_1 => version < (6, 12),
-            Kernels::From6_12 => version >= (6, 12),
+            Kernels::V6_1 => !from_6_12,
+            Kernels::From6_12 => from_6_12,
         }
     }
 }

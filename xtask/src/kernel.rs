@@ -98,7 +98,7 @@ fn installed_releases() -> Result<Vec<String>> {
 }
 
 /// Numeric fields of a release, so 6.1.0-56 sorts after 6.1.0-9.
-fn version_key(release: &str) -> Vec<u64> {
+pub fn version_key(release: &str) -> Vec<u64> {
     release
         .split(|c: char| !c.is_ascii_digit())
         .filter_map(|s| s.parse().ok())

@@ -164,8 +164,9 @@ pub fn build_tree(root: &Path, tree: &BuildTree) -> Result<Option<PathBuf>> {
         }
         bail!("module build for {} failed ({status})", tree.release);
     }
-    let warnings: Vec<&String> = lines
+    let warnings: Vec<&str> = lines
         .iter()
+        .map(String::as_str)
         .filter(|l| l.contains("warning:") || l.contains("WARNING:"))
         .collect();
     if !warnings.is_empty() {
@@ -173,11 +174,7 @@ pub fn build_tree(root: &Path, tree: &BuildTree) -> Result<Option<PathBuf>> {
             "module build for {} has {} warning(s), and warnings count as errors:\n{}",
             tree.release,
             warnings.len(),
-            warnings
-                .iter()
-                .map(|w| w.as_str())
-                .collect::<Vec<_>>()
-                .join("\n")
+            warnings.join("\n")
         );
     }
     let ko = dir.join(MODULE);

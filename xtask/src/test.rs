@@ -85,12 +85,7 @@ pub fn boot_one(
     if shell {
         return Ok(true);
     }
-    let mut verdict = scenario::verdict(&out.console, out.timed_out);
-    if let (Some(cpu), false) = (over.cpu, matches!(verdict, Verdict::Fail(_))) {
-        if let Some(why) = cpu.check(&kernel.release, &out.console) {
-            verdict = Verdict::Fail(why);
-        }
-    }
+    let verdict = run_verdict(&out, over.cpu, &kernel);
     println!(
         "vm: {} {name}: {verdict:?} in {} s (boot {}), log {}",
         kernel.alias,
@@ -105,6 +100,19 @@ pub fn boot_one(
 /// target/vm/<release>/<group>/<name>: disks, console.log and monitor.sock of one run.
 pub fn run_dir(root: &Path, kernel: &Kernel, name: &str) -> PathBuf {
     initramfs::Layout::new(root, kernel).dir.join(name)
+}
+
+/// The scenario's verdict; under a CPU configuration a run that passed on the wrong
+/// kernel path (its mitigation line missing) fails too. A failure of its own comes first.
+fn run_verdict(out: &vm::VmOutcome, cpu: Option<&CpuConfig>, kernel: &Kernel) -> Verdict {
+    let verdict = scenario::verdict(&out.console, out.timed_out);
+    if matches!(verdict, Verdict::Fail(_)) {
+        return verdict;
+    }
+    match cpu.and_then(|c| c.check(&kernel.release, &out.console)) {
+        Some(why) => Verdict::Fail(why),
+        None => verdict,
+    }
 }
 
 /// One queued VM run: a scenario on a kernel, under a CPU configuration of
@@ -206,8 +214,8 @@ pub fn run(
     // (kernel, configuration) pairs whose mitigation lines were already shown.
     let mut shown = std::collections::HashSet::new();
     for (index, (job, result)) in rx.iter().enumerate() {
-        let (mut verdict, out) = match result {
-            Ok(out) => (scenario::verdict(&out.console, out.timed_out), Some(out)),
+        let (verdict, out) = match result {
+            Ok(out) => (run_verdict(&out, job.cpu, &job.kernel), Some(out)),
             Err(e) => (Verdict::Fail(format!("{e:#}")), None),
         };
         if let (Some(cpu), Some(out)) = (job.cpu, &out) {
@@ -223,12 +231,6 @@ pub fn run(
                         said.join(" | ")
                     }
                 );
-            }
-            // A failure of its own comes first; a run that passed on the wrong path fails.
-            if !matches!(verdict, Verdict::Fail(_)) {
-                if let Some(why) = cpu.check(&job.kernel.release, &out.console) {
-                    verdict = Verdict::Fail(why);
-                }
             }
         }
         let no_log = PathBuf::new();
@@ -278,8 +280,11 @@ fn run_scenario(root: &Path, job: &Job) -> Result<vm::VmOutcome> {
             timeout: s.timeout,
             extra: extra.clone(),
         })?;
-        let kernel_error = outcome.console.lines().any(scenario::is_kernel_error);
-        if outcome.boot.is_some() || outcome.timed_out || kernel_error || attempt == BOOT_ATTEMPTS {
+        if outcome.boot.is_some()
+            || outcome.timed_out
+            || outcome.kernel_error
+            || attempt == BOOT_ATTEMPTS
+        {
             return Ok(outcome);
         }
         let last = outcome.console.lines().rev().find(|l| !l.trim().is_empty());

@@ -102,6 +102,8 @@ pub struct VmOutcome {
     pub console: String,
     pub log: PathBuf,
     pub timed_out: bool,
+    /// The console showed a kernel error (and the VM was stopped soon after).
+    pub kernel_error: bool,
     pub wall: Duration,
     /// Host time from qemu start to the guest's `VM-BOOTED` line.
     pub boot: Option<Duration>,
@@ -123,6 +125,7 @@ pub fn run(cfg: &VmConfig) -> Result<VmOutcome> {
             console: String::new(),
             log,
             timed_out: false,
+            kernel_error: false,
             wall: start.elapsed(),
             boot: None,
         });
@@ -161,7 +164,7 @@ pub fn run(cfg: &VmConfig) -> Result<VmOutcome> {
     let mut boot = None;
     let mut timed_out = false;
     let mut deadline = start + cfg.timeout;
-    let mut cut_short = false;
+    let mut kernel_error = false;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
@@ -169,8 +172,8 @@ pub fn run(cfg: &VmConfig) -> Result<VmOutcome> {
                 if boot.is_none() && line.contains("VM-BOOTED") {
                     boot = Some(start.elapsed());
                 }
-                if !cut_short && crate::scenario::is_kernel_error(&line) {
-                    cut_short = true;
+                if !kernel_error && crate::scenario::is_kernel_error(&line) {
+                    kernel_error = true;
                     deadline = deadline.min(Instant::now() + AFTER_KERNEL_ERROR);
                 }
                 let reply = monitor_request(&line).map(|cmd| {
@@ -191,7 +194,7 @@ pub fn run(cfg: &VmConfig) -> Result<VmOutcome> {
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 let _ = child.kill();
-                let msg = if cut_short {
+                let msg = if kernel_error {
                     format!(
                         "HOST: qemu killed {} s after the first kernel error",
                         AFTER_KERNEL_ERROR.as_secs()
@@ -223,6 +226,7 @@ pub fn run(cfg: &VmConfig) -> Result<VmOutcome> {
         console,
         log,
         timed_out,
+        kernel_error,
         wall,
         boot,
     })
