@@ -297,6 +297,28 @@ void interposer_resubmit_work(struct work_struct *work)
 }
 
 /*
+ * A polled bio (io_uring IOPOLL) is polled on the queue it was submitted to,
+ * which no longer completes it: dm targets, and the lower device beneath
+ * them, poll nothing, and 6.12 fails a polled bio to such a queue with
+ * EOPNOTSUPP.  The hook clears REQ_POLLED; completed by interrupt, the bio
+ * still ends the caller's poll, as on any device that does not poll.  The
+ * block layer also marks polled bios REQ_NOWAIT (a poller must not sleep for
+ * a tag of the poll queue it polls itself): toward a target without nowait
+ * support the hook's EAGAIN would come back at every retry (io_uring retries
+ * polled I/O on EAGAIN), so past the gate such a bio loses REQ_NOWAIT too.
+ * Unpolled, it no longer waits on a poll queue.  Under the gate.
+ */
+static void interposer_unpoll_nowait(struct interposer_dev *ipd, struct bio *bio)
+{
+	struct block_device *target;
+
+	smp_rmb();	/* read the target after the gate let us in */
+	target = READ_ONCE(ipd->target.bdev);
+	if (target && !bdev_nowait(target))
+		bio->bi_opf &= ~REQ_NOWAIT;
+}
+
+/*
  * The hook's slow path: the trampoline found the bio's bucket in use (an
  * attached or a lower device, or a device that hashed alongside one).
  * Returns where the bio goes instead of submit_bio_noacct() and the second
@@ -312,6 +334,7 @@ static struct interposer_divert __used notrace interposer_hook_slow(struct bio *
 	struct interposer_divert to = { };
 	struct block_device *bdev = bio->bi_bdev;
 	struct interposer_dev *ipd;
+	bool polled;
 
 	/*
 	 * BIO_REMAPPED: the sector is already in the whole disk's range.  The
@@ -329,6 +352,9 @@ static struct interposer_divert __used notrace interposer_hook_slow(struct bio *
 	}
 	ipd = interposer_lookup(bdev);
 	if (ipd) {
+		polled = bio->bi_opf & REQ_POLLED;
+		if (polled)
+			bio_clear_polled(bio);
 		/*
 		 * Pass the gate here, under the RCU that found @ipd, and hand
 		 * the reference on as the second argument; NULL sends the bio
@@ -336,6 +362,8 @@ static struct interposer_divert __used notrace interposer_hook_slow(struct bio *
 		 */
 		if (!percpu_ref_tryget_live_rcu(&ipd->gate))
 			ipd = NULL;
+		if (ipd && polled)
+			interposer_unpoll_nowait(ipd, bio);
 		if (ipd && interposer_remap_to_dm(ipd, bio))
 			to.ip = (unsigned long)interposer_submit_put;
 		else
