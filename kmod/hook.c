@@ -32,6 +32,7 @@
 #include <linux/hash.h>
 #include <linux/rculist.h>
 #include <linux/sched.h>
+#include <linux/srcu.h>
 #include <asm/ibt.h>
 #include <asm/linkage.h>
 
@@ -121,6 +122,15 @@ void interposer_published_wait(struct interposer_dev *ipd)
 		cond_synchronize_rcu(ipd->unpublished);
 }
 
+/*
+ * Every task inside a function the trampoline diverts a bio to.  Those call
+ * submit_bio_noacct(), which may sleep (a request tag, writeback throttling),
+ * and interposer_hook_submit() sleeps at a closed gate: such a task runs
+ * module code again when it wakes, however late (a CPU-throttled cgroup), so
+ * module exit waits for them all (interposer_hook_exit()).
+ */
+DEFINE_STATIC_SRCU(interposer_hook_srcu);
+
 static void interposer_redirect_endio(struct bio *clone)
 {
 	struct interposer_clone *ic = container_of(clone, struct interposer_clone, bio);
@@ -136,8 +146,11 @@ static void interposer_redirect_endio(struct bio *clone)
 /* Submit a bio remapped to a dm interposer; give the gate back once dm has it. */
 static void interposer_submit_put(struct bio *bio, struct interposer_dev *ipd)
 {
+	int idx = srcu_read_lock(&interposer_hook_srcu);
+
 	submit_bio_noacct(bio);
 	percpu_ref_put(&ipd->gate);
+	srcu_read_unlock(&interposer_hook_srcu, idx);
 }
 
 /*
@@ -243,7 +256,7 @@ static bool interposer_defer(struct interposer_dev *ipd, struct bio *bio)
  * because the switch may be waiting for bios that sit on that submitter's
  * list.
  */
-void interposer_hook_submit(struct bio *bio, struct interposer_dev *held)
+static void __interposer_hook_submit(struct bio *bio, struct interposer_dev *held)
 {
 	struct interposer_dev *ipd;
 
@@ -270,15 +283,23 @@ again:
 		bio_wouldblock_error(bio);
 	} else if (current->bio_list) {
 		if (!interposer_defer(ipd, bio)) {
-			interposer_put(ipd);
+			interposer_unhold(ipd);
 			goto again;
 		}
 	} else {
 		wait_event(ipd->wait, !READ_ONCE(ipd->switching));
-		interposer_put(ipd);
+		interposer_unhold(ipd);
 		goto again;
 	}
-	interposer_put(ipd);
+	interposer_unhold(ipd);
+}
+
+void interposer_hook_submit(struct bio *bio, struct interposer_dev *held)
+{
+	int idx = srcu_read_lock(&interposer_hook_srcu);
+
+	__interposer_hook_submit(bio, held);
+	srcu_read_unlock(&interposer_hook_srcu, idx);
 }
 
 void interposer_resubmit_work(struct work_struct *work)
@@ -583,11 +604,21 @@ void interposer_hook_put(void)
 			      msecs_to_jiffies(hook_linger_ms));
 }
 
-/* Module exit: nothing uses the hook any more. */
+/*
+ * Module exit: nothing uses the hook any more.  A task may still be inside a
+ * diverted function, asleep or about to run again: after the unregister, an
+ * RCU-tasks grace period sees every task that entered the trampoline either
+ * out of it or past srcu_read_lock() (only a preempted task can be between
+ * the two), and the SRCU grace period waits for those inside.  The caller's
+ * last RCU-tasks grace period covers the instructions after
+ * srcu_read_unlock().
+ */
 void interposer_hook_exit(void)
 {
 	cancel_delayed_work_sync(&interposer_hook_idle_work);
 	mutex_lock(&interposer_mutex);
 	interposer_hook_unregister();
 	mutex_unlock(&interposer_mutex);
+	synchronize_rcu_tasks();
+	synchronize_srcu(&interposer_hook_srcu);
 }

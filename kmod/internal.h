@@ -89,7 +89,7 @@ extern struct workqueue_struct *interposer_wq;
 extern struct list_head interposer_devs;
 struct interposer_dev *interposer_find(dev_t dev);
 struct interposer_dev *interposer_find_lower(dev_t lower);
-void interposer_put(struct interposer_dev *ipd);
+void interposer_unhold(struct interposer_dev *ipd);
 struct interposer_dev *interposer_dev_create(dev_t dev);
 int interposer_dev_destroy(struct interposer_dev *ipd);
 

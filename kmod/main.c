@@ -14,6 +14,7 @@
 
 #include <linux/module.h>
 #include <linux/slab.h>
+#include <linux/wait_bit.h>
 
 #include "internal.h"
 
@@ -52,10 +53,17 @@ static void interposer_dev_free(struct interposer_dev *ipd)
 	kfree(ipd);
 }
 
-void interposer_put(struct interposer_dev *ipd)
+/*
+ * A sleeper of the hook lets go of @ipd.  It never frees it: that is the
+ * control path's work (interposer_dev_destroy()), in a task that is not in a
+ * throttled cgroup and runs no code the module's exit could take away.
+ */
+void interposer_unhold(struct interposer_dev *ipd)
 {
-	if (refcount_dec_and_test(&ipd->users))
-		interposer_dev_free(ipd);
+	if (refcount_dec_and_test(&ipd->users)) {
+		smp_mb();	/* @users 0 before wake_up_var() looks for the waiter */
+		wake_up_var(&ipd->users);	/* @ipd may be freed: only its address */
+	}
 }
 
 static struct interposer_dev *interposer_dev_alloc(dev_t dev)
@@ -149,7 +157,13 @@ int interposer_dev_destroy(struct interposer_dev *ipd)
 	synchronize_rcu();	/* hook lookups that found it are done */
 	interposer_gate_exit(ipd);
 	interposer_hook_put();
-	interposer_put(ipd);	/* sleepers in the hook may hold the last one */
+	/*
+	 * Sleepers that found @ipd at a closed gate were woken when the switch
+	 * ended; each lets go of it once it runs again.  None can take it now.
+	 */
+	if (!refcount_dec_and_test(&ipd->users))
+		wait_var_event(&ipd->users, !refcount_read(&ipd->users));
+	interposer_dev_free(ipd);
 	return 0;
 }
 
