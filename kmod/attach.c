@@ -265,19 +265,110 @@ static void interposer_drain_dm(struct mapped_device *md)
 	dm_put(md);
 }
 
+/*
+ * The release of an old dm interposer, after a switch: drain it, close it,
+ * and for a detach drop the attachment's module reference.  The drain waits
+ * for every bio in flight through it, however slow its path (dm-delay), and
+ * dm waits uninterruptibly: a worker does it, outside interposer_mutex, while
+ * the command that switched waits killably (interposer_release_wait()).  A
+ * command killed meanwhile leaves the rest to the worker.
+ */
+struct interposer_release {
+	struct work_struct work;
+	struct completion drained;
+	struct mapped_device *md;
+	struct interposer_bdev old;
+	bool module_ref;
+	bool orphan;		/* its command is gone; under release_lock */
+	bool done;		/* drained; under release_lock */
+	struct list_head node;	/* interposer_releases, then the waiter's */
+};
+
+static DEFINE_SPINLOCK(interposer_release_lock);
+/* Started by this command's switch; under interposer_mutex. */
+static LIST_HEAD(interposer_releases);
+struct workqueue_struct *interposer_release_wq;
+
+static void interposer_release_free(struct interposer_release *rel)
+{
+	interposer_bdev_close(&rel->old);
+	if (rel->module_ref)
+		module_put(THIS_MODULE);	/* module exit flushes the worker */
+	kfree(rel);
+}
+
+static void interposer_release_work(struct work_struct *work)
+{
+	struct interposer_release *rel =
+		container_of(work, struct interposer_release, work);
+	bool orphan;
+
+	interposer_drain_dm(rel->md);
+	spin_lock(&interposer_release_lock);
+	rel->done = true;
+	orphan = rel->orphan;
+	if (!orphan)
+		complete(&rel->drained);
+	spin_unlock(&interposer_release_lock);
+	if (orphan)
+		interposer_release_free(rel);
+}
+
+/* Before the command lets interposer_mutex go: the releases its switch left. */
+void interposer_release_take(struct list_head *mine)
+{
+	lockdep_assert_held(&interposer_mutex);
+	list_splice_init(&interposer_releases, mine);
+}
+
+/*
+ * After interposer_mutex is released: wait for the old interposers that this
+ * command's switch left, killably.  Other commands go on meanwhile.
+ */
+void interposer_release_wait(struct list_head *mine)
+{
+	struct interposer_release *rel, *tmp;
+	bool killed = false;
+
+	list_for_each_entry_safe(rel, tmp, mine, node) {
+		list_del(&rel->node);
+		if (!killed && wait_for_completion_killable(&rel->drained))
+			killed = true;
+		spin_lock(&interposer_release_lock);
+		rel->orphan = !rel->done;
+		spin_unlock(&interposer_release_lock);
+		if (!rel->orphan)
+			interposer_release_free(rel);
+	}
+}
+
 /* Release what the switch took from one device. */
 static void interposer_switch_done(struct interposer_move *mv)
 {
 	struct interposer_dev *ipd = mv->ipd;
-
-	if (mv->old_md)
-		interposer_drain_dm(mv->old_md);
+	bool module_ref = mv->old.bdev && !ipd->target.bdev;
+	struct interposer_release *rel = NULL;
 
 	if (ipd->target.bdev)
 		pr_info("%pg: attached to %pg\n", ipd->orig.bdev, ipd->target.bdev);
 	else
 		pr_info("%pg: detached from %pg\n", ipd->orig.bdev, mv->old.bdev);
-	if (mv->old.bdev && !ipd->target.bdev)
+	if (mv->old_md)
+		rel = kzalloc(sizeof(*rel), GFP_KERNEL);
+	if (rel) {
+		INIT_WORK(&rel->work, interposer_release_work);
+		init_completion(&rel->drained);
+		rel->md = mv->old_md;
+		rel->old = mv->old;
+		rel->module_ref = module_ref;
+		mv->old = (struct interposer_bdev){};
+		list_add_tail(&rel->node, &interposer_releases);
+		queue_work(interposer_release_wq, &rel->work);
+		return;
+	}
+	if (mv->old_md)
+		interposer_drain_dm(mv->old_md);	/* no memory: here */
+	if (module_ref)
 		module_put(THIS_MODULE);
 	interposer_bdev_close(&mv->old);
 }

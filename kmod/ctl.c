@@ -180,6 +180,7 @@ static long interposer_ctl_ioctl(struct file *file, unsigned int cmd,
 	void __user *uarg = (void __user *)arg;
 	unsigned int nr = _IOC_NR(cmd);
 	struct blk_interposer_ioctl hdr;
+	LIST_HEAD(released);
 	long ret;
 
 	if (_IOC_TYPE(cmd) != BLK_INTERPOSER_IOCTL || nr > BLK_INTERPOSER_SWITCH_CMD)
@@ -201,7 +202,10 @@ static long interposer_ctl_ioctl(struct file *file, unsigned int cmd,
 			hdr.count = 0;	/* In only for SWITCH */
 		mutex_lock(&interposer_mutex);
 		ret = interposer_ctl_dispatch(nr, &hdr, uarg + hdr.data_start);
+		interposer_release_take(&released);
 		mutex_unlock(&interposer_mutex);
+		/* The old interposers of a switch drain without the mutex. */
+		interposer_release_wait(&released);
 	}
 
 	/* The kernel's version goes back for every recognised command. */

@@ -155,6 +155,9 @@ struct interposer_move {
 };
 
 int interposer_switch(struct interposer_move *mv, unsigned int n, unsigned int *failed);
+extern struct workqueue_struct *interposer_release_wq;
+void interposer_release_take(struct list_head *mine);
+void interposer_release_wait(struct list_head *mine);
 int interposer_attach(struct interposer_dev *ipd, dev_t target);
 int interposer_detach(struct interposer_dev *ipd);
 int interposer_gate_init(struct interposer_dev *ipd);

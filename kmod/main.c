@@ -176,8 +176,14 @@ static int __init interposer_init(void)
 	interposer_wq = alloc_workqueue("blk_interposer", WQ_MEM_RECLAIM, 0);
 	if (!interposer_wq)
 		return -ENOMEM;
+	interposer_release_wq = alloc_workqueue("blk_interposer_release", WQ_UNBOUND, 0);
+	if (!interposer_release_wq) {
+		destroy_workqueue(interposer_wq);
+		return -ENOMEM;
+	}
 	ret = interposer_ctl_init();
 	if (ret) {
+		destroy_workqueue(interposer_release_wq);
 		destroy_workqueue(interposer_wq);
 		return ret;
 	}
@@ -216,6 +222,7 @@ static void __exit interposer_exit(void)
 	/* Tasks preempted in the hook's trampoline, or on their way out of it. */
 	synchronize_rcu_tasks();
 	destroy_workqueue(interposer_wq);
+	destroy_workqueue(interposer_release_wq);
 }
 
 module_init(interposer_init);
