@@ -83,9 +83,9 @@ pub enum Command {
     /// drained), removes the dm device, then the lower device unless
     /// something else still uses it.
     ///
-    /// NAME is the dm name `create` was given (see `interposer ls`); a
-    /// snapshot group's devices go with `snapshot remove`, dm-era with `era
-    /// detach`.
+    /// NAME is the dm name `create` was given (see `interposer ls`), or the
+    /// device it is attached to (/dev/vdb, MAJ:MIN, vdb); a snapshot group's
+    /// devices go with `snapshot remove`, dm-era with `era detach`.
     #[command(arg_required_else_help = true, after_long_help = REMOVE_EXAMPLES)]
     Remove(RemoveArgs),
 
@@ -695,7 +695,8 @@ pub struct CreateArgs {
 /// `remove`.
 #[derive(Debug, Args)]
 pub struct RemoveArgs {
-    /// The dm name of the interposer, as `create` was given it (vdb-lin).
+    /// The dm name of the interposer, as `create` was given it (vdb-lin),
+    /// or the device it is attached to (/dev/vdb, 254:16, vdb).
     pub name: String,
 }
 

@@ -74,7 +74,9 @@ interposer remove vdc-era || _fail "interposer remove vdc-era failed"
 echo "0 $SZ linear [interpose]$DEV 0" | interposer create vdc-lin ||
 	_fail "interposer create vdc-lin failed"
 _through dm-linear 32
-interposer remove vdc-lin || _fail "interposer remove vdc-lin failed"
+# By the device this time: remove finds the interposer attached to it.
+interposer remove $DEV >/tmp/remove.out || _fail "interposer remove $DEV failed"
+grep -q "^vdc-lin removed" /tmp/remove.out || { cat /tmp/remove.out; _fail "remove $DEV did not remove vdc-lin"; }
 
 for _off in 0 16 32; do
 	_polled $_off --verify_only || { cat /tmp/polled.out; _fail "region at ${_off} MiB does not verify on the bare device"; }

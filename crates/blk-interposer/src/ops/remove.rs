@@ -1,6 +1,8 @@
 //! `remove NAME`: detach, remove the dm device, remove the lower device when
 //! nothing else uses it.
 
+use std::path::Path;
+
 use serde::Serialize;
 
 use crate::dm::DeviceMapper;
@@ -34,11 +36,40 @@ pub struct RemoveReport {
 }
 
 impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
+    /// The dm name `remove` takes away: `what` itself when a dm device has
+    /// that name, else the interposer attached to the device `what` names.
+    fn named_interposer(&self, what: &str) -> Result<String> {
+        if self.dm.devno(what)?.is_some() {
+            return Ok(what.into());
+        }
+        let dev = match self.resolve_any(Path::new(what)) {
+            Err(Error::NoSuchName { .. }) => return Err(Error::DmNotFound { name: what.into() }),
+            resolved => resolved?,
+        };
+        let interposer = self
+            .kernel
+            .status(dev)?
+            .interposer
+            .ok_or_else(|| Error::NotAttached {
+                dev: self.device_label(dev),
+            })?;
+        self.dm
+            .name_of(interposer)?
+            .ok_or_else(|| Error::DmNotFound {
+                name: interposer.to_string(),
+            })
+    }
+
     /// Take interposer `name` off its device: detach (the filesystem is
     /// frozen, bios held and the ones in flight drained by the module), then
     /// remove the dm device, then the lower device unless something else
     /// uses it.
+    ///
+    /// `name` is the interposer's dm name, or the device it is attached to
+    /// (a path, `MAJ:MIN` or kernel name).
     pub fn remove(&self, name: &str) -> Result<RemoveReport> {
+        let name = self.named_interposer(name)?;
+        let name = name.as_str();
         let dm_dev = self
             .dm
             .devno(name)?

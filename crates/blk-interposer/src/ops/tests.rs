@@ -156,27 +156,50 @@ fn create_names_the_winner_of_an_attach_race() {
     assert!(matches!(e, Error::AlreadyAttached { .. }), "{e:?}");
 }
 
+/// What `remove` of the interposer `create` made does, in order.
+const REMOVE_CALLS: [&str; 4] = [
+    "detach 254:16",
+    "dm_remove vdb-lin",
+    "remove_node /dev/mapper/vdb-lin 253:0",
+    "lower_remove 254:16",
+];
+
 #[test]
 fn remove_detaches_before_removing_the_dm_device() {
     let m = Mock::new();
     ops(&m).create("vdb-lin", &table()).unwrap();
     m.calls.borrow_mut().clear();
     let r = ops(&m).remove("vdb-lin").unwrap();
-    assert_eq!(
-        changes(&m),
-        [
-            "detach 254:16",
-            "dm_remove vdb-lin",
-            "remove_node /dev/mapper/vdb-lin 253:0",
-            "lower_remove 254:16"
-        ]
-    );
+    assert_eq!(changes(&m), REMOVE_CALLS);
     assert!(r.detached && r.node_removed && r.lower_removed);
     assert_eq!(
         (r.device.as_str(), r.dm_dev, r.lower_kept),
         ("/dev/vdb", DM0, None)
     );
     assert!(m.dms.borrow().is_empty() && m.lowers.borrow().is_empty());
+}
+
+#[test]
+fn remove_takes_the_interposer_attached_to_a_named_device() {
+    for what in ["/dev/vdb", "254:16", "vdb"] {
+        let m = Mock::new();
+        ops(&m).create("vdb-lin", &table()).unwrap();
+        m.calls.borrow_mut().clear();
+        let r = ops(&m).remove(what).unwrap();
+        assert_eq!(r.name, "vdb-lin", "{what}");
+        assert_eq!(changes(&m), REMOVE_CALLS, "{what}");
+    }
+}
+
+#[test]
+fn remove_of_a_device_needs_it_attached() {
+    let m = Mock::new();
+    m.lowers.borrow_mut().insert(DEV, status(DEV));
+    let e = ops(&m).remove("/dev/vdb").unwrap_err();
+    assert!(matches!(e, Error::NotAttached { .. }), "{e:?}");
+    assert!(changes(&m).is_empty());
+    let e = ops(&m).remove("nothing-by-that-name").unwrap_err();
+    assert!(matches!(e, Error::DmNotFound { .. }), "{e:?}");
 }
 
 #[test]
