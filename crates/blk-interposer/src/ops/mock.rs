@@ -254,6 +254,7 @@ impl DeviceMapper for Mock {
         Ok(())
     }
     fn devno(&self, name: &str) -> Result<Option<DevNo>> {
+        crate::dm::mapper::check_name(name)?; // as the real one: `/dev/vdb` is no dm name
         Ok(self.dms.borrow().iter().find(|d| d.0 == name).map(|d| d.1))
     }
     fn name_of(&self, dev: DevNo) -> Result<Option<String>> {

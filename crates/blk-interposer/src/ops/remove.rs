@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::dm::DeviceMapper;
 use crate::error::{Error, Result};
-use crate::host::{mapper_path, Host};
+use crate::host::{mapper_path, DeviceSpec, Host};
 use crate::kernel::Kernel;
 use crate::ops::Ops;
 use crate::types::DevNo;
@@ -39,7 +39,8 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
     /// The dm name `remove` takes away: `what` itself when a dm device has
     /// that name, else the interposer attached to the device `what` names.
     fn named_interposer(&self, what: &str) -> Result<String> {
-        if self.dm.devno(what)?.is_some() {
+        let bare = matches!(DeviceSpec::parse(Path::new(what)), DeviceSpec::Name(_));
+        if bare && self.dm.devno(what)?.is_some() {
             return Ok(what.into());
         }
         let dev = match self.resolve_any(Path::new(what)) {
