@@ -280,7 +280,8 @@ struct interposer_release {
 	struct interposer_bdev old;
 	bool module_ref;
 	bool orphan;		/* its command is gone; under release_lock */
-	bool done;		/* drained; under release_lock */
+	/* Drained; under release_lock.  Not completion_done(): a wait uses it up. */
+	bool done;
 	struct list_head node;	/* interposer_releases, then the waiter's */
 };
 
