@@ -371,6 +371,34 @@ pub enum Error {
         /// The path as given.
         dev_path: String,
     },
+    /// `era attach --at-boot` found metadata that is not the one `era
+    /// enable` recorded: nothing was formatted or written.
+    #[error("the metadata device {dev} {why}; `era enable` recorded tracking generation {generation:016x} there, so this is not its metadata (another disk at that path?) and nothing was written to it; check the device, then `interposer era disable` and `era enable` again (the next backup must be a full one)")]
+    EraBootMetadata {
+        /// The metadata device.
+        dev: String,
+        /// What it holds instead.
+        why: String,
+        /// The generation `era enable` recorded.
+        generation: u64,
+    },
+    /// `era enable` of a filesystem that cannot be unmounted before the
+    /// boot unit stops.
+    #[error("{dev} holds {mountpoint}, which is unmounted only after every unit has stopped: tracking it across reboots needs an initramfs hook, which interposer does not have yet; use `era attach` (each boot begins a new epoch: the first backup after a boot is a full one)")]
+    EraEnableSystemMount {
+        /// The device.
+        dev: String,
+        /// Its mount point (`/`, `/usr`).
+        mountpoint: String,
+    },
+    /// `era enable`/`era disable` could not set up the boot unit.
+    #[error("cannot {what}: {why}")]
+    EraUnit {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        why: String,
+    },
     /// A COW device that holds something, or is in use: a snapshot would
     /// overwrite it.
     #[error("the COW store {cow} {what}; `snapshot create` would overwrite it: give an empty device{}", if *yes_helps { ", or --yes if what it holds may be destroyed" } else { " (a device in use is never taken)" })]

@@ -52,6 +52,13 @@ pub trait Host {
     /// Detach loop device `dev` and remove its backing file; returns the
     /// file it removed.
     fn loop_remove(&self, dev: DevNo) -> Result<Option<PathBuf>>;
+    /// The kernel's id of this boot (`/proc/sys/kernel/random/boot_id`).
+    fn boot_id(&self) -> Result<String>;
+    /// SHA-256 of the first and the last 64 KiB of `dev`, read past the
+    /// page cache: where a mount (a filesystem's superblock), a new
+    /// filesystem, LVM or a partition table write.  Unchanged from a clean
+    /// shutdown to the next boot's attach is what lets tracking go on.
+    fn fingerprint(&self, dev: DevNo) -> Result<String>;
 }
 
 impl<H: Host + ?Sized> Host for &H {
@@ -87,6 +94,12 @@ impl<H: Host + ?Sized> Host for &H {
     }
     fn loop_remove(&self, dev: DevNo) -> Result<Option<PathBuf>> {
         (**self).loop_remove(dev)
+    }
+    fn boot_id(&self) -> Result<String> {
+        (**self).boot_id()
+    }
+    fn fingerprint(&self, dev: DevNo) -> Result<String> {
+        (**self).fingerprint(dev)
     }
 }
 
@@ -269,6 +282,35 @@ impl Host for System {
     }
     fn identity(&self, dev: DevNo) -> Result<DeviceIdentity> {
         crate::sysfs::identity(Path::new("/sys"), dev, self.sectors(dev)?)
+    }
+    fn boot_id(&self) -> Result<String> {
+        const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+        std::fs::read_to_string(BOOT_ID)
+            .map(|s| s.trim().to_string())
+            .map_err(|source| Error::Io {
+                what: format!("cannot read {BOOT_ID}"),
+                source,
+            })
+    }
+    fn fingerprint(&self, dev: DevNo) -> Result<String> {
+        use sha2::{Digest, Sha256};
+        use std::os::unix::fs::FileExt;
+        #[repr(C, align(4096))]
+        struct Buf([u8; 64 << 10]);
+        let file = self.open_direct(dev, false)?;
+        let bytes = self.sectors(dev)?.bytes() / 4096 * 4096;
+        let mut buf = Box::new(Buf([0; 64 << 10]));
+        let mut sha = Sha256::new();
+        for at in [0, bytes.saturating_sub(64 << 10)] {
+            let len = usize::try_from(bytes.min(64 << 10)).unwrap_or(0);
+            file.read_exact_at(&mut buf.0[..len], at)
+                .map_err(|source| Error::Io {
+                    what: format!("cannot read {dev} for its fingerprint"),
+                    source,
+                })?;
+            sha.update(&buf.0[..len]);
+        }
+        Ok(sha.finalize().iter().map(|b| format!("{b:02x}")).collect())
     }
     fn zero_start(&self, path: &Path, len: Sectors) -> Result<()> {
         use std::io::Write;

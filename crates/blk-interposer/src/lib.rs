@@ -59,8 +59,8 @@ pub use error::{Error, ModuleLoadCause, Result};
 pub use host::{DeviceSpec, Host, System};
 pub use kernel::{Counters, Kernel, Lower, State, Status, Switch};
 pub use ops::{
-    CowStore, CreateReport, Entry, EraAttachReport, EraChanges, EraCheckpoint, EraInfo, Ops,
-    RemoveReport, SnapState, SnapshotGroup, SnapshotMember, SnapshotRemoveReport, SnapshotRequest,
-    SwitchReport,
+    CowStore, CreateReport, Entry, EraAttachReport, EraBoot, EraChanges, EraCheckpoint,
+    EraDisableReport, EraEnableReport, EraInfo, EraShutdown, Ops, RemoveReport, SnapState,
+    SnapshotGroup, SnapshotMember, SnapshotRemoveReport, SnapshotRequest, SwitchReport,
 };
 pub use types::{DevNo, Sectors, Version};

@@ -402,8 +402,40 @@ pub enum EraCommand {
 
     /// Take the era interposer away (live); its metadata stays on its device.
     #[command(arg_required_else_help = true, after_long_help = ERA_DETACH_EXAMPLES)]
-    Detach(EraDeviceArgs),
+    Detach(EraDetachArgs),
+
+    /// Track DEVICE on every boot: attach dm-era now and enable
+    /// interposer-era@DEVICE.service.
+    ///
+    /// The unit attaches dm-era early in every boot, before fsck and every
+    /// local mount (`era attach --at-boot`), and detaches it at shutdown
+    /// after the filesystem is unmounted (`era detach --shutdown`).  A
+    /// clean reboot is then no gap: `changed --since` answers for
+    /// checkpoints of the boots before.  A crash, a stop while the
+    /// filesystem is mounted, or a device whose first or last 64 KiB changed
+    /// between the shutdown and the boot (mounted elsewhere, reformatted)
+    /// begins a new epoch: the next backup is a full one.  Both devices are
+    /// named by a stable path (/dev/disk/by-id/...) where the host has one.
+    /// The device holding / or /usr is refused (that needs an initramfs
+    /// hook).
+    #[command(arg_required_else_help = true, after_long_help = ERA_ENABLE_EXAMPLES)]
+    Enable(EraEnableArgs),
+
+    /// Stop tracking DEVICE at boot: disable and stop its unit (dm-era is
+    /// detached now) and remove the unit's drop-in.
+    #[command(arg_required_else_help = true, after_long_help = ERA_DISABLE_EXAMPLES)]
+    Disable(EraDeviceArgs),
 }
+
+const ERA_ENABLE_EXAMPLES: &str = "\
+Examples:
+  interposer era enable /dev/sdb1 --metadata /dev/sdc1
+  systemctl status 'interposer-era@*'    # the unit, started now and at every boot
+  interposer era disable /dev/sdb1";
+
+const ERA_DISABLE_EXAMPLES: &str = "\
+Examples:
+  interposer era disable /dev/sdb1       # the metadata stays; `era enable` again goes on";
 
 const ERA_ATTACH_EXAMPLES: &str = "\
 Examples:
@@ -455,6 +487,50 @@ pub struct EraAttachArgs {
     /// Name of the dm-era device (default: DEVICE-era).
     #[arg(long)]
     pub name: Option<String>,
+    /// For the boot unit: the metadata must hold tracking generation
+    /// GENERATION (16 hex digits; a blank or other device is refused, never
+    /// formatted); go on from the last boot's clean shutdown when nothing
+    /// wrote since; succeed when already attached with this metadata.
+    #[arg(long, value_name = "GENERATION", value_parser = generation, conflicts_with = "name")]
+    pub at_boot: Option<u64>,
+}
+
+/// `era enable`.
+#[derive(Debug, Args)]
+pub struct EraEnableArgs {
+    /// The device to track: a path (/dev/sdb1, /dev/disk/by-id/...), MAJ:MIN
+    /// or a kernel name (sdb1).
+    pub device: PathBuf,
+    /// The device for dm-era's metadata (zeroed, or dm-era's own from an
+    /// earlier `era attach` of DEVICE).
+    #[arg(long, short, value_name = "META_DEV")]
+    pub metadata: PathBuf,
+    /// Era block size, as for `era attach` (taken from dm-era when it is
+    /// attached already).
+    #[arg(long, short, value_name = "SIZE", default_value = "64K", value_parser = parse_size)]
+    pub block_size: u64, // in 512-byte sectors, as parse_size gives them
+}
+
+/// `era detach`.
+#[derive(Debug, Args)]
+pub struct EraDetachArgs {
+    /// The tracked device (a path, MAJ:MIN, a kernel name: /dev/vdb1, vdb1)
+    /// or its era interposer's dm name (vdb1-era).
+    pub device: String,
+    /// For the boot unit's stop: when nobody holds the device any more (the
+    /// filesystem was unmounted), end tracking as a clean shutdown that the
+    /// next boot's `attach --at-boot` can go on from.
+    #[arg(long)]
+    pub shutdown: bool,
+}
+
+/// 16 hex digits, as `era checkpoint` prints a generation.
+fn generation(s: &str) -> Result<u64, String> {
+    if s.len() != 16 {
+        return Err(format!("`{s}` is not a tracking generation: 16 hex digits"));
+    }
+    u64::from_str_radix(s, 16)
+        .map_err(|_| format!("`{s}` is not a tracking generation: 16 hex digits"))
 }
 
 /// `era checkpoint|status|detach`.
@@ -792,6 +868,46 @@ mod tests {
             panic!()
         };
         assert_eq!(a.block_size, 128, "64K by default");
+        assert_eq!(a.at_boot, None);
+        // The boot unit's command line.
+        let EraCommand::Attach(a) = era(&[
+            "era",
+            "attach",
+            "/dev/disk/by-id/x",
+            "--metadata",
+            "/dev/disk/by-id/m",
+            "--block-size",
+            "65536",
+            "--at-boot",
+            "3f9a1c02d4e5b6a7",
+        ]) else {
+            panic!()
+        };
+        assert_eq!(
+            (a.block_size, a.at_boot),
+            (128, Some(0x3f9a_1c02_d4e5_b6a7))
+        );
+        for bad in ["3f9a", "3f9a1c02d4e5b6ag"] {
+            let e = parse(&["era", "attach", "x", "-m", "y", "--at-boot", bad]).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("is not a tracking generation: 16 hex digits"),
+                "{e}"
+            );
+        }
+        let EraCommand::Detach(a) = era(&["era", "detach", "--shutdown", "/dev/vdc"]) else {
+            panic!()
+        };
+        assert!(a.shutdown);
+        let EraCommand::Enable(a) = era(&["era", "enable", "/dev/vdc", "-m", "/dev/vdd"]) else {
+            panic!()
+        };
+        assert_eq!((a.block_size, a.metadata), (128, PathBuf::from("/dev/vdd")));
+        assert!(parse(&["era", "enable", "/dev/vdc", "-m", "/dev/vdd", "--name", "x"]).is_err());
+        let EraCommand::Disable(a) = era(&["era", "disable", "vdc"]) else {
+            panic!()
+        };
+        assert_eq!(a.device, "vdc");
         assert!(
             parse(&["era", "changed", "vdb1", "--since", "3", "--json"])
                 .unwrap()

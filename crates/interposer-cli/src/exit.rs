@@ -250,6 +250,8 @@ mod mapping {
             | Error::EraMetadataForeign { .. }
             | Error::EraMetadataOnDevice { .. }
             | Error::EraMetadataNoRecord { .. }
+            | Error::EraBootMetadata { .. }
+            | Error::EraEnableSystemMount { .. }
             | Error::NotEra { .. }
             | Error::CowCount { .. }
             | Error::CowTooSmall { .. }

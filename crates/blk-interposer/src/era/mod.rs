@@ -4,6 +4,7 @@
 //! The orchestration (attach, checkpoint, changed, detach) is in
 //! [`crate::ops`]; see [`crate::Ops::era_changed`].
 
+pub mod boot;
 pub mod meta;
 pub mod record;
 

@@ -91,7 +91,7 @@ impl DeviceIdentity {
 }
 
 /// How a tracking epoch ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "how")]
 pub enum EpochEnd {
     /// It has not ended: dm-era is (or should be) on the device.  Found at
@@ -103,10 +103,24 @@ pub enum EpochEnd {
         /// The era current at the detach.
         era: u32,
     },
+    /// `era detach --shutdown` (the boot unit's stop, after the filesystem
+    /// was unmounted) took dm-era off a device nobody held, when this era
+    /// was current.  The next boot's attach (`era attach --at-boot`) goes
+    /// on with this epoch if nothing can have written in between: another
+    /// boot, and the device's first and last 64 KiB (where a mount, a new
+    /// filesystem or a partition table writes) unchanged.
+    Shutdown {
+        /// The era current at the detach.
+        era: u32,
+        /// `/proc/sys/kernel/random/boot_id` of the boot that detached.
+        boot_id: String,
+        /// [`crate::host::Host::fingerprint`] of the device after the detach.
+        fingerprint: String,
+    },
 }
 
 /// One stretch of continuous tracking.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Epoch {
     /// Every write of this epoch is in this era or a later one.
     pub start_era: u32,
@@ -134,6 +148,30 @@ impl TrackingRecord {
     /// The epoch tracking is in now, if tracking is on.
     pub fn open_epoch(&self) -> Option<&Epoch> {
         self.epochs.last().filter(|e| e.end == EpochEnd::Open)
+    }
+
+    /// Go on with the last epoch, which ended with a clean shutdown: the
+    /// caller has checked that nothing wrote since.
+    pub fn resume(&mut self) {
+        if let Some(e) = self.epochs.last_mut() {
+            if matches!(e.end, EpochEnd::Shutdown { .. }) {
+                e.end = EpochEnd::Open;
+            }
+        }
+    }
+
+    /// End the open epoch with a clean shutdown at `era` (see
+    /// [`EpochEnd::Shutdown`]).
+    pub fn end_shutdown(&mut self, era: u32, boot_id: String, fingerprint: String) {
+        if let Some(e) = self.epochs.last_mut() {
+            if e.end == EpochEnd::Open {
+                e.end = EpochEnd::Shutdown {
+                    era,
+                    boot_id,
+                    fingerprint,
+                };
+            }
+        }
     }
 
     /// Start a new epoch at `start_era`; an epoch still open ended unseen.

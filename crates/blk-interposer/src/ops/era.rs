@@ -48,6 +48,35 @@ pub struct EraAttachReport {
     /// How the tracking before this attach ended, when the metadata had
     /// tracked before (the eras before `tracked_since` are a gap).
     pub previous: Option<String>,
+    /// The attach went on with the epoch a clean shutdown ended (at boot):
+    /// no gap.
+    pub resumed: bool,
+}
+
+/// What [`Ops::era_attach_at_boot`] did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "result")]
+pub enum EraBoot {
+    /// dm-era was attached.
+    Attached(Box<EraAttachReport>),
+    /// dm-era was on the device already, with this metadata.
+    Already {
+        /// The dm-era device.
+        name: String,
+        /// The tracked device.
+        device: String,
+    },
+}
+
+/// What [`Ops::era_detach_at_shutdown`] did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EraShutdown {
+    /// The detach.
+    #[serde(flatten)]
+    pub remove: crate::RemoveReport,
+    /// Why the next boot's attach cannot go on from here (the epoch ended
+    /// as with `era detach`); `None` when it can.
+    pub gap: Option<String>,
 }
 
 /// What `era_checkpoint` did.
@@ -165,6 +194,49 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
         block_bytes: u64,
         name: Option<&str>,
     ) -> Result<EraAttachReport> {
+        self.era_attach_with(device, metadata, block_bytes, name, None)
+    }
+
+    /// The boot unit's attach (`interposer-era@.service`, written by `era
+    /// enable`): [`Ops::era_attach`] onto metadata that must hold the
+    /// tracking record of `generation` (nothing is formatted: a blank or
+    /// another disk at the metadata path is refused with
+    /// [`Error::EraBootMetadata`]).  Tracking goes on with the epoch that
+    /// the last boot's [`Ops::era_detach_at_shutdown`] ended cleanly, when
+    /// nothing can have written since: this is another boot, the device is
+    /// the same and not in use, and its [`Host::fingerprint`] is unchanged.
+    /// Otherwise a new epoch begins (changes since an older checkpoint are
+    /// a gap).  Already attached with this metadata: nothing to do.
+    pub fn era_attach_at_boot(
+        &self,
+        device: &Path,
+        metadata: &Path,
+        block_bytes: u64,
+        generation: u64,
+    ) -> Result<EraBoot> {
+        let meta = self.resolve_any(metadata)?;
+        if let Ok(f) = self.find_era(&device.to_string_lossy()) {
+            let at = self.record_at(&f);
+            let gen = self.read_record(&at).map(|s| s.record.generation);
+            if at.meta == meta && gen == Some(generation) {
+                return Ok(EraBoot::Already {
+                    device: self.era_device_label(&f),
+                    name: f.name,
+                });
+            }
+        }
+        self.era_attach_with(device, metadata, block_bytes, None, Some(generation))
+            .map(|r| EraBoot::Attached(Box::new(r)))
+    }
+
+    fn era_attach_with(
+        &self,
+        device: &Path,
+        metadata: &Path,
+        block_bytes: u64,
+        name: Option<&str>,
+        boot: Option<u64>,
+    ) -> Result<EraAttachReport> {
         let dev = self.resolve_device(device)?;
         let meta = self.resolve_any(metadata)?;
         if meta == dev {
@@ -199,6 +271,24 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
         let file = self.host.open_direct(meta, true)?;
         let (start, stored) = self.check_fresh_metadata(&file, meta, metadata, block)?;
         let fresh = start.is_none();
+        if let Some(generation) = boot {
+            let why = match &stored {
+                _ if fresh => Some("holds no dm-era metadata (blank)".to_string()),
+                None => Some("holds no tracking record".to_string()),
+                Some(s) if s.record.generation != generation => Some(format!(
+                    "holds tracking generation {:016x}",
+                    s.record.generation
+                )),
+                Some(_) => None,
+            };
+            if let Some(why) = why {
+                return Err(Error::EraBootMetadata {
+                    dev: meta_label,
+                    why,
+                    generation,
+                });
+            }
+        }
         let start = start.unwrap_or(0);
         let identity = self.host.identity(dev)?;
         let name = match name {
@@ -224,10 +314,20 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
             let what = format!("cannot {what} the tracking record on {meta_label}");
             move |source| Error::Io { what, source }
         };
+        let mut resumed = false;
         let (mut rec, seq, previous) = match stored {
-            // dm-era's metadata goes on: so does its record.
+            // dm-era's metadata goes on: so does its record, and at boot
+            // the epoch a clean shutdown ended, when nothing wrote since.
             Some(s) if !fresh && s.record.block_sectors == block.0 => {
-                let previous = describe_end(&s.record, &identity);
+                let mut previous = describe_end(&s.record, &identity);
+                if boot.is_some() {
+                    match self.may_resume(&s.record, dev, &identity) {
+                        Ok(()) => resumed = true,
+                        Err(why) => {
+                            previous = previous.map(|p| format!("{p}; it cannot go on: {why}"))
+                        }
+                    }
+                }
                 (s.record, s.seq, previous)
             }
             // dm-era formats the metadata: a new generation, whose eras
@@ -243,8 +343,15 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
                 None,
             ),
         };
-        rec.device = identity;
-        rec.begin(start);
+        let previous = if resumed {
+            rec.resume();
+            None
+        } else {
+            rec.device = identity;
+            rec.begin(start);
+            previous
+        };
+        let tracked_from = rec.epochs.last().map_or(start, |e| e.start_era);
         record::write(&file, meta_size, &rec, seq + 1).map_err(io("write"))?;
         drop(file);
 
@@ -290,11 +397,47 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
             nr_blocks: nr,
             era,
             tracked_since: Checkpoint {
-                era: start,
+                era: tracked_from,
                 generation: Some(rec.generation),
             },
             previous,
+            resumed,
         })
+    }
+
+    /// Whether the epoch that `rec` ended with a clean shutdown can go on
+    /// at this attach of `dev`: else why not.
+    fn may_resume(
+        &self,
+        rec: &TrackingRecord,
+        dev: DevNo,
+        identity: &record::DeviceIdentity,
+    ) -> std::result::Result<(), String> {
+        let Some(EpochEnd::Shutdown {
+            boot_id,
+            fingerprint,
+            ..
+        }) = rec.epochs.last().map(|e| &e.end)
+        else {
+            return Err("the last epoch did not end with a clean shutdown".into());
+        };
+        if let Some(what) = rec.device.differs(identity) {
+            return Err(format!("the device changed ({what})"));
+        }
+        let now = self.host.boot_id().map_err(|e| e.to_string())?;
+        if &now == boot_id {
+            return Err("it ended in this boot: writes since are not tracked".into());
+        }
+        if self.host.occupied(dev).map_err(|e| e.to_string())? == Some(Occupied::InUse) {
+            return Err("the device is in use (mounted?) before tracking began".into());
+        }
+        if &self.host.fingerprint(dev).map_err(|e| e.to_string())? != fingerprint {
+            return Err(
+                "the device's first or last 64 KiB changed since the shutdown (mounted or written elsewhere)"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     /// Block 0 of the metadata device must be zeros (dm-era formats it) or
@@ -508,6 +651,20 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
     /// Take the dm-era interposer of `what` away ([`Ops::remove`]).  The
     /// metadata stays on its device.
     pub fn era_detach(&self, what: &str) -> Result<crate::RemoveReport> {
+        self.era_detach_with(what, false).map(|s| s.remove)
+    }
+
+    /// The boot unit's stop, after the filesystem on the device was
+    /// unmounted: [`Ops::era_detach`], and when nobody holds the device any
+    /// more, the epoch ends as a clean shutdown that the next boot's
+    /// [`Ops::era_attach_at_boot`] can go on from (see
+    /// [`EpochEnd::Shutdown`]).  The device still in use (a `systemctl stop`
+    /// while mounted) ends it as a detach: a gap.
+    pub fn era_detach_at_shutdown(&self, what: &str) -> Result<EraShutdown> {
+        self.era_detach_with(what, true)
+    }
+
+    fn era_detach_with(&self, what: &str, shutdown: bool) -> Result<EraShutdown> {
         let f = self.find_era(what)?;
         if let Some(dev) = f.dev {
             let on = self.kernel.status(dev)?.interposer;
@@ -519,7 +676,14 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
         }
         let era = self.era_status_of(&f.name)?.era;
         let report = self.remove(&f.name)?;
-        // Writes from now on are tracked by nothing: the epoch ends here.
+        // Writes from now on are tracked by nothing: the epoch ends here,
+        // cleanly when nobody can write any more.
+        let clean = match (shutdown, f.dev) {
+            (false, _) => Err("not a shutdown".to_string()),
+            (true, None) => Err("the device is gone".to_string()),
+            (true, Some(dev)) => self.clean_end(dev),
+        };
+        let gap = clean.as_ref().err().cloned();
         let at = self.record_at(&f);
         let ended = (|| {
             let file = self.host.open_direct(at.meta, true)?;
@@ -531,7 +695,10 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
                 source,
             };
             if let Some(mut s) = record::read(&file, at.size).map_err(io)? {
-                s.record.end_detached(era);
+                match clean {
+                    Ok((boot_id, fingerprint)) => s.record.end_shutdown(era, boot_id, fingerprint),
+                    Err(_) => s.record.end_detached(era),
+                }
                 record::write(&file, at.size, &s.record, s.seq + 1).map_err(io)?;
             }
             Ok(())
@@ -544,7 +711,21 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
             }
             Ok(())
         });
-        ended.and(slice).map(|()| report)
+        ended.and(slice).map(|()| EraShutdown {
+            remove: report,
+            gap: gap.filter(|_| shutdown),
+        })
+    }
+
+    /// This boot's id and the fingerprint of `dev`, when nobody holds it:
+    /// what a clean shutdown records.
+    fn clean_end(&self, dev: DevNo) -> std::result::Result<(String, String), String> {
+        if self.host.occupied(dev).map_err(|e| e.to_string())? == Some(Occupied::InUse) {
+            return Err("the device is still in use (mounted?), so writes after the detach would not be tracked".into());
+        }
+        let boot_id = self.host.boot_id().map_err(|e| e.to_string())?;
+        let fingerprint = self.host.fingerprint(dev).map_err(|e| e.to_string())?;
+        Ok((boot_id, fingerprint))
     }
 
     /// The metadata device (and its size) that holds the record of `f`:
@@ -592,8 +773,10 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
             return Err(GapReason::NoRecord);
         };
         let Some(epoch) = rec.open_epoch() else {
-            return Err(match rec.epochs.last().map(|e| e.end) {
-                Some(EpochEnd::Detached { era }) => GapReason::Ended { era },
+            return Err(match rec.epochs.last().map(|e| &e.end) {
+                Some(EpochEnd::Detached { era } | EpochEnd::Shutdown { era, .. }) => {
+                    GapReason::Ended { era: *era }
+                }
                 _ => GapReason::NoRecord,
             });
         };
@@ -613,8 +796,11 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
         }
         self.in_path(f, dev)?;
         let n = rec.epochs.len();
-        let previous = match n.checked_sub(2).map(|i| rec.epochs[i].end) {
+        let previous = match n.checked_sub(2).map(|i| &rec.epochs[i].end) {
             Some(EpochEnd::Detached { era }) => format!("after `era detach` at era {era}"),
+            Some(EpochEnd::Shutdown { era, .. }) => {
+                format!("after a shutdown at era {era} that the next attach could not go on from")
+            }
             Some(EpochEnd::Open) => {
                 "after tracking ended without a detach: a crash, a power cut or a reboot".into()
             }
@@ -755,8 +941,11 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
 /// record had one.
 fn describe_end(rec: &TrackingRecord, now: &record::DeviceIdentity) -> Option<String> {
     let last = rec.epochs.last()?;
-    let mut s = match last.end {
+    let mut s = match &last.end {
         EpochEnd::Detached { era } => format!("tracking ended with `era detach` at era {era}"),
+        EpochEnd::Shutdown { era, .. } => {
+            format!("tracking ended with a clean shutdown at era {era}")
+        }
         EpochEnd::Open => format!(
             "tracking since era {} ended without a detach (a crash, a power cut or a reboot)",
             last.start_era
@@ -1139,6 +1328,133 @@ mod tests {
         assert!(e.to_string().contains("no tracking record"), "{e}");
         std::fs::remove_file(p).unwrap();
         std::fs::remove_file(p2).unwrap();
+    }
+
+    fn boot_attach(m: &Mock, generation: u64) -> Result<EraBoot> {
+        ops(m).era_attach_at_boot(
+            Path::new("/dev/vdb"),
+            Path::new("/dev/vdd"),
+            64 << 10,
+            generation,
+        )
+    }
+
+    fn attached(b: EraBoot) -> EraAttachReport {
+        match b {
+            EraBoot::Attached(r) => *r,
+            other => panic!("not attached: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_clean_shutdown_and_the_next_boot_attach_are_no_gap() {
+        let (m, p) = with_image(&image::with_snapshot(&[0; 8192], 4, &[12]));
+        seed_record(&p, 0xa1, 1);
+        let first = attach(&m, 64 << 10).unwrap();
+        assert_eq!(first.tracked_since.to_string(), "6@00000000000000a1");
+        // Already attached with this metadata: the unit's start does nothing.
+        assert!(
+            matches!(boot_attach(&m, 0xa1).unwrap(), EraBoot::Already { name, .. } if name == "vdb-era")
+        );
+        // Shutdown with the filesystem unmounted: a clean end.
+        let s = ops(&m).era_detach_at_shutdown("vdb").unwrap();
+        assert_eq!(s.gap, None);
+        assert!(m.calls().contains(&"fingerprint 254:16".to_string()));
+        // The same boot: writes since the detach are not tracked.
+        let r = attached(boot_attach(&m, 0xa1).unwrap());
+        assert!(!r.resumed);
+        assert!(r
+            .previous
+            .unwrap()
+            .ends_with("it cannot go on: it ended in this boot: writes since are not tracked"));
+        // (The mock's metadata stays at era 5, so a new epoch starts at 6
+        // again: the epochs in the record tell a new one from a resumed one.)
+        let epochs = || {
+            let f = std::fs::File::open(&p).unwrap();
+            record::read(&f, Sectors(1 << 17))
+                .unwrap()
+                .unwrap()
+                .record
+                .epochs
+        };
+        let n = epochs().len();
+        assert!(matches!(epochs()[n - 2].end, EpochEnd::Shutdown { .. }));
+        assert_eq!(epochs()[n - 1].end, EpochEnd::Open);
+        // Next boot, device unchanged: the epoch goes on, no gap.
+        ops(&m).era_detach_at_shutdown("vdb").unwrap();
+        *m.boot.borrow_mut() = Some("boot-2".into());
+        let r = attached(boot_attach(&m, 0xa1).unwrap());
+        assert!(r.resumed, "{r:?}");
+        assert_eq!(r.previous, None);
+        assert_eq!(epochs().len(), n, "the same epoch goes on");
+        assert_eq!(epochs()[n - 1].end, EpochEnd::Open);
+        assert!(ops(&m).era_changed("vdb", r.tracked_since).is_ok());
+        // Each way of writing between the shutdown and the boot's attach.
+        // A mount (or a write over the head or tail of the device), and a
+        // device held open when the unit starts.
+        let tries = [
+            ("boot-4", true, "first or last 64 KiB changed"),
+            ("boot-5", false, "in use (mounted?) before tracking began"),
+        ];
+        for (boot, written, why) in tries {
+            ops(&m).era_detach_at_shutdown("vdb").unwrap();
+            *m.boot.borrow_mut() = Some(boot.into());
+            if written {
+                m.fingerprints.borrow_mut().insert(DEV, "mounted".into());
+            } else {
+                m.occupied.borrow_mut().insert(DEV, Occupied::InUse);
+            }
+            let r = attached(boot_attach(&m, 0xa1).unwrap());
+            assert!(!r.resumed, "{why}");
+            assert!(r.previous.as_deref().unwrap_or("").contains(why), "{r:?}");
+            let e = epochs();
+            assert!(matches!(e[e.len() - 2].end, EpochEnd::Shutdown { .. }));
+            assert_eq!(e[e.len() - 1].end, EpochEnd::Open, "a new epoch");
+            m.fingerprints.borrow_mut().clear();
+            m.occupied.borrow_mut().clear();
+        }
+        // Stopped while the filesystem is mounted: a detach, not a clean
+        // shutdown (the next boot cannot go on).
+        m.occupied.borrow_mut().insert(DEV, Occupied::InUse);
+        let s = ops(&m).era_detach_at_shutdown("vdb").unwrap();
+        assert!(s.gap.unwrap().contains("still in use"));
+        assert!(matches!(
+            epochs().last().unwrap().end,
+            EpochEnd::Detached { .. }
+        ));
+        m.occupied.borrow_mut().clear();
+        *m.boot.borrow_mut() = Some("boot-6".into());
+        assert!(!attached(boot_attach(&m, 0xa1).unwrap()).resumed);
+        // Another generation at the metadata path: refused, nothing written.
+        ops(&m).era_detach("vdb").unwrap();
+        let before = std::fs::read(&p).unwrap();
+        let creates = || {
+            m.calls()
+                .iter()
+                .filter(|c| c.starts_with("dm_create"))
+                .count()
+        };
+        let made = creates();
+        let e = boot_attach(&m, 0xb2).unwrap_err();
+        assert!(
+            e.to_string().starts_with("the metadata device /dev/vdd holds tracking generation 00000000000000a1; `era enable` recorded tracking generation 00000000000000b2"),
+            "{e}"
+        );
+        assert!(
+            std::fs::read(&p).unwrap() == before,
+            "the metadata was written"
+        );
+        assert_eq!(creates(), made, "nothing was created");
+        std::fs::remove_file(p).unwrap();
+        // Blank metadata (a fresh disk at the path) is never formatted at boot.
+        let (m, p) = with_image(&image::blank(1));
+        let e = boot_attach(&m, 0xa1).unwrap_err();
+        assert!(
+            e.to_string().contains("holds no dm-era metadata (blank)"),
+            "{e}"
+        );
+        assert!(!m.calls().iter().any(|c| c.starts_with("dm_create")));
+        std::fs::remove_file(p).unwrap();
     }
 
     #[test]

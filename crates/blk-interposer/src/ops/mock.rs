@@ -59,6 +59,10 @@ pub struct Mock {
     pub occupied: RefCell<HashMap<DevNo, crate::host::Occupied>>,
     /// Identities that override the default of `identity`.
     pub identities: RefCell<HashMap<DevNo, DeviceIdentity>>,
+    /// What `boot_id` says (default `boot-1`).
+    pub boot: RefCell<Option<String>>,
+    /// Fingerprints that override the default of `fingerprint` (`fp-DEV`).
+    pub fingerprints: RefCell<HashMap<DevNo, String>>,
     next_minor: RefCell<u32>,
 }
 
@@ -399,6 +403,22 @@ impl Host for Mock {
         let dev = DevNo::new(LOOP0.major, l.len() as u32);
         l.insert(dev, path.into());
         Ok(dev)
+    }
+    fn boot_id(&self) -> Result<String> {
+        Ok(self
+            .boot
+            .borrow()
+            .clone()
+            .unwrap_or_else(|| "boot-1".into()))
+    }
+    fn fingerprint(&self, dev: DevNo) -> Result<String> {
+        self.call("fingerprint", dev.to_string())?;
+        Ok(self
+            .fingerprints
+            .borrow()
+            .get(&dev)
+            .cloned()
+            .unwrap_or_else(|| format!("fp-{dev}")))
     }
     fn loop_remove(&self, dev: DevNo) -> Result<Option<PathBuf>> {
         self.call("loop_remove", dev.to_string())?;

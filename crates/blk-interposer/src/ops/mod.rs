@@ -5,6 +5,7 @@
 mod attach;
 mod create;
 mod era;
+mod era_boot;
 mod list;
 #[cfg(test)]
 pub(crate) mod mock;
@@ -13,7 +14,8 @@ pub mod snapshot;
 
 pub use attach::SwitchReport;
 pub use create::CreateReport;
-pub use era::{EraAttachReport, EraChanges, EraCheckpoint, EraInfo};
+pub use era::{EraAttachReport, EraBoot, EraChanges, EraCheckpoint, EraInfo, EraShutdown};
+pub use era_boot::{EraDisableReport, EraEnableReport};
 pub use list::Entry;
 pub use remove::RemoveReport;
 pub use snapshot::{

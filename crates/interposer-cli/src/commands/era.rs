@@ -1,9 +1,11 @@
-//! `interposer era attach|checkpoint|changed|status|detach`
+//! `interposer era attach|checkpoint|changed|status|detach|enable|disable`
 
 use anyhow::Context;
-use blk_interposer::{EraAttachReport, EraChanges, EraInfo};
+use blk_interposer::{EraAttachReport, EraBoot, EraChanges, EraInfo};
 
-use crate::cli::{EraArgs, EraAttachArgs, EraChangedArgs, EraCommand, EraDeviceArgs};
+use crate::cli::{
+    EraArgs, EraAttachArgs, EraChangedArgs, EraCommand, EraDetachArgs, EraDeviceArgs, EraEnableArgs,
+};
 use crate::output;
 
 pub fn exec(args: EraArgs, json: bool) -> anyhow::Result<()> {
@@ -13,10 +15,15 @@ pub fn exec(args: EraArgs, json: bool) -> anyhow::Result<()> {
         EraCommand::Changed(a) => changed(a, json),
         EraCommand::Status(a) => status(a, json),
         EraCommand::Detach(a) => detach(a, json),
+        EraCommand::Enable(a) => enable(a, json),
+        EraCommand::Disable(a) => disable(a, json),
     }
 }
 
 fn attach(a: EraAttachArgs, json: bool) -> anyhow::Result<()> {
+    if let Some(generation) = a.at_boot {
+        return attach_at_boot(a, generation, json);
+    }
     let r = super::with_system(&[&a.device, &a.metadata], |ops| {
         // parse_size gives 512-byte sectors; the library takes bytes.
         ops.era_attach(
@@ -31,6 +38,27 @@ fn attach(a: EraAttachArgs, json: bool) -> anyhow::Result<()> {
         return output::json(&r);
     }
     output::report(attach_human(&r))
+}
+
+fn attach_at_boot(a: EraAttachArgs, generation: u64, json: bool) -> anyhow::Result<()> {
+    let r = super::with_system(&[&a.device, &a.metadata], |ops| {
+        ops.era_attach_at_boot(
+            &a.device,
+            &a.metadata,
+            a.block_size.saturating_mul(512),
+            generation,
+        )
+    })
+    .with_context(|| format!("cannot attach dm-era to {} at boot", a.device.display()))?;
+    if json {
+        return output::json(&r);
+    }
+    match r {
+        EraBoot::Attached(r) => output::report(attach_human(&r)),
+        EraBoot::Already { name, device } => {
+            output::report([format!("{name} tracks {device} already; nothing to do")])
+        }
+    }
 }
 
 fn attach_human(r: &EraAttachReport) -> Vec<String> {
@@ -50,6 +78,10 @@ fn attach_human(r: &EraAttachReport) -> Vec<String> {
             r.metadata, r.metadata_slice
         ),
         match &r.previous {
+            _ if r.resumed => format!(
+                "tracked from {} on: tracking goes on from the clean shutdown of the last boot (no gap)",
+                r.tracked_since
+            ),
             Some(p) => format!(
                 "tracked from {} on; before that, {p}: changes since an earlier checkpoint are refused (take a full backup)",
                 r.tracked_since
@@ -153,13 +185,77 @@ fn status_human(r: &EraInfo) -> Vec<String> {
     .collect()
 }
 
-fn detach(a: EraDeviceArgs, json: bool) -> anyhow::Result<()> {
+fn detach(a: EraDetachArgs, json: bool) -> anyhow::Result<()> {
+    if a.shutdown {
+        let r = super::with_system(&[a.device.as_ref()], |ops| {
+            ops.era_detach_at_shutdown(&a.device)
+        })
+        .with_context(|| format!("cannot detach dm-era from {}", a.device))?;
+        if json {
+            return output::json(&r);
+        }
+        let mut lines = super::remove::human(&r.remove);
+        lines.push(match &r.gap {
+            None => {
+                "tracking ended cleanly: the next boot's `era attach --at-boot` goes on from here"
+                    .into()
+            }
+            Some(why) => format!(
+                "tracking ended as with `era detach` ({why}): the next backup will be a full one"
+            ),
+        });
+        return output::report(lines);
+    }
     let r = super::with_system(&[a.device.as_ref()], |ops| ops.era_detach(&a.device))
         .with_context(|| format!("cannot detach dm-era from {}", a.device))?;
     if json {
         return output::json(&r);
     }
     output::report(super::remove::human(&r))
+}
+
+fn enable(a: EraEnableArgs, json: bool) -> anyhow::Result<()> {
+    let r = super::with_system(&[&a.device, &a.metadata], |ops| {
+        ops.era_enable(&a.device, &a.metadata, a.block_size.saturating_mul(512))
+    })
+    .with_context(|| format!("cannot enable tracking of {} at boot", a.device.display()))?;
+    if json {
+        return output::json(&r);
+    }
+    let mut lines = match &r.attached {
+        Some(at) => {
+            let mut l = attach_human(at);
+            l.pop(); // its `next:` hint: the checkpoint comes after enabling
+            l
+        }
+        None => vec![format!("dm-era tracks {} already", r.device)],
+    };
+    lines.push(format!(
+        "{} is enabled and started: it attaches dm-era (metadata {}, generation {}) early in every boot and detaches it cleanly at shutdown; its settings: {}",
+        r.unit, r.metadata, r.generation, r.dropin
+    ));
+    output::report(lines)
+}
+
+fn disable(a: EraDeviceArgs, json: bool) -> anyhow::Result<()> {
+    let r = super::with_system(&[a.device.as_ref()], |ops| {
+        ops.era_disable(std::path::Path::new(&a.device))
+    })
+    .with_context(|| format!("cannot disable tracking of {} at boot", a.device))?;
+    if json {
+        return output::json(&r);
+    }
+    let mut lines = vec![format!(
+        "{} is disabled and stopped: {} is no longer tracked at boot",
+        r.unit, r.device
+    )];
+    if r.still_attached {
+        lines.push(format!(
+            "dm-era is still on {} (its stop could not detach it, see `journalctl -u {}`): `interposer era detach {}`",
+            r.device, r.unit, r.device
+        ));
+    }
+    output::report(lines)
 }
 
 #[cfg(test)]
