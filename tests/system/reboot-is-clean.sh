@@ -46,13 +46,8 @@ fi
 _log "reboot-is-clean after the reboot (boot $XTASK_BOOT)"
 UUID=$(cat /root/reboot.uuid)
 # nofail: local-fs.target (and so multi-user.target) does not wait for the mount; wait for
-# systemd to finish it (fsck first), without starting it ourselves.
-_i=0
-while _st=$(systemctl is-active "$UNIT"); [ "$_st" != active ] && [ "$_st" != failed ] && [ "$_i" -lt 120 ]; do
-	sleep 1
-	_i=$((_i + 1))
-done
-[ "$_st" = active ] || _fail "$UNIT is $_st ${_i} s after the boot"
+# systemd to finish it (fsck first).
+_sys_wait_active "$UNIT"
 _log "$UNIT: active (mounted at boot)"
 [ "$(findmnt -n -o SOURCE "$MNT")" = "$DEV" ] ||
 	_fail "$MNT is mounted from '$(findmnt -n -o SOURCE "$MNT")' after the boot, not $DEV"

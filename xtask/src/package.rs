@@ -4,8 +4,8 @@
 //!   with packaging/dkms/dkms.conf.in; its maintainer scripts call dkms as dh_dkms's do.
 //! - `interposer_<version>-1_amd64.deb`: the release binary at /usr/sbin/interposer, one man
 //!   page per verb (clap_mangen) and bash/zsh/fish completions (clap_complete), both made from
-//!   the clap definitions of crates/interposer-cli/src/cli.rs, the udev rule of packaging/udev/
-//!   and the LVM example of packaging/lvm/.
+//!   the clap definitions of crates/interposer-cli/src/cli.rs, the udev rule of packaging/udev/,
+//!   the era boot unit of packaging/systemd/ and the LVM example of packaging/lvm/.
 //!
 //! Each is staged under target/package/stage/<package>/ and built with
 //! `dpkg-deb --root-owner-group --build`: no debian/ source package and no dpkg-buildpackage
@@ -33,6 +33,8 @@ const CLI_PACKAGE: &str = "interposer";
 const BIN: &str = "interposer";
 /// The udev rule's file name; below 60 so that it runs before 60-persistent-storage.rules.
 const UDEV_RULE: &str = "58-blk-interposer.rules";
+/// The template unit of `interposer era enable`.
+const ERA_UNIT: &str = "interposer-era@.service";
 
 /// Build both packages and lint them; returns the .deb paths.
 pub fn run(root: &Path) -> Result<Vec<PathBuf>> {
@@ -283,7 +285,8 @@ fn dkms_deb(root: &Path, out: &Path, meta: &Meta) -> Result<PathBuf> {
     stage.build(root, out, meta, &[])
 }
 
-/// The tool, its man pages and completions, the udev rule and the LVM example.
+/// The tool, its man pages and completions, the udev rule, the era boot unit and the LVM
+/// example.
 fn cli_deb(root: &Path, out: &Path, meta: &Meta) -> Result<PathBuf> {
     let stage = Stage::new(out, CLI_PACKAGE)?;
     let bin = root.join("target/release").join(BIN);
@@ -326,6 +329,8 @@ fn cli_deb(root: &Path, out: &Path, meta: &Meta) -> Result<PathBuf> {
 
     let rule = fs::read(root.join("packaging/udev").join(UDEV_RULE))?;
     stage.write(&format!("/usr/lib/udev/rules.d/{UDEV_RULE}"), &rule, 0o644)?;
+    let unit = fs::read(root.join("packaging/systemd").join(ERA_UNIT))?;
+    stage.write(&format!("/lib/systemd/system/{ERA_UNIT}"), &unit, 0o644)?;
     let lvm = fs::read(root.join("packaging/lvm/lvm-filter.conf"))?;
     stage.write(
         &format!("/usr/share/doc/{CLI_PACKAGE}/examples/lvm-filter.conf"),
