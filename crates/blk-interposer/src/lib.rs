@@ -51,7 +51,7 @@ pub mod ops;
 pub mod sysfs;
 pub mod types;
 
-pub use backup::{BackupReport, BackupRequest, Progress};
+pub use backup::{BackupReport, BackupRequest, GroupBackupRequest, Progress};
 pub use ctl::Control;
 pub use dm::{DeviceMapper, Dm, DmDevice, InterposePath, Table, TableLine};
 pub use era::{Checkpoint, GapReason};

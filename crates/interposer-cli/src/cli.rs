@@ -227,6 +227,10 @@ Examples:
   # No spare disk for the COW store: a file elsewhere, on a loop device:
   interposer backup /dev/sdb1 --to /backup/sdb1 --cow-file /var/tmp/bk.cow --cow-size 2G
 
+  # Two devices at one point in time (a database's data and log), into
+  # /backup/db/sdb1 and /backup/db/sdc1, one COW store split between them:
+  interposer backup /dev/sdb1 /dev/sdc1 --to /backup/db --cow /dev/sdd
+
   # A full image into another backup tool:
   interposer backup /dev/sdb1 --stdout --cow /dev/sdd | restic backup --stdin --stdin-filename sdb1.img
 
@@ -242,9 +246,11 @@ pub struct BackupArgs {
     #[command(subcommand)]
     pub command: Option<BackupCommand>,
 
-    /// The live device to back up (mounted or not).
-    #[arg(value_name = "DEVICE", required = true)]
-    pub device: Option<PathBuf>,
+    /// The live device to back up (mounted or not).  Several: backed up
+    /// at one point in time (one snapshot group), each into DIR/<kernel
+    /// name> (DIR/sdb1, DIR/sdc1).
+    #[arg(value_name = "DEVICE", required = true, num_args = 1..)]
+    pub device: Vec<PathBuf>,
 
     /// The backup directory (made if missing).
     #[arg(long, value_name = "DIR")]
@@ -268,7 +274,7 @@ pub struct BackupArgs {
     #[arg(long, conflicts_with = "stdout")]
     pub keep_snapshot: bool,
 
-    /// Snapshot group name [default: backup-<kernel name of DEVICE>].
+    /// Snapshot group name [default: backup-<kernel name of each DEVICE, joined by ->].
     #[arg(long)]
     pub name: Option<String>,
 
@@ -1124,7 +1130,26 @@ mod tests {
             panic!()
         };
         assert!(a.command.is_none() && !a.full && !a.stdout);
-        assert_eq!(a.device, Some(PathBuf::from("/dev/sdb1")));
+        assert_eq!(a.device, [PathBuf::from("/dev/sdb1")]);
+        // Several devices: one group at one point in time.
+        let Command::Backup(a) = parse(&[
+            "backup",
+            "/dev/sdb1",
+            "/dev/sdc1",
+            "--to",
+            "/bk",
+            "--cow",
+            "/dev/sdd",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!()
+        };
+        assert_eq!(
+            a.device,
+            [PathBuf::from("/dev/sdb1"), PathBuf::from("/dev/sdc1")]
+        );
         let e = |args: &[&str]| parse(args).unwrap_err().to_string();
         assert!(e(&["backup", "/dev/sdb1", "--cow", "/dev/sdd"]).contains("--to <DIR>"));
         assert!(e(&["backup", "/dev/sdb1", "--to", "/bk"]).contains("--cow <DEV>"));

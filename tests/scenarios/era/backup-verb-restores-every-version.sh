@@ -21,7 +21,10 @@
 # verify passes again.  stamp-writer verifies the device kept every write.
 # Last, dm-era is detached, block 300 written, dm-era attached again: the
 # next backup must be full for a gap in tracking, and the one after it
-# incremental again.
+# incremental again.  Then two group backups of vdb1 and vde (32 MiB, not
+# tracked) at one point in time into /tmp/bkg/{vdb1,vde}: the first full for
+# both, the second incremental for vdb1 and full for vde; each manifest names
+# the group, and each device's restore equals its snapshot of the group.
 #
 # TIMEOUT: 600
 
@@ -133,6 +136,35 @@ _restore_equals 5 /dev/vdb2
 dd if=/dev/urandom of="$DEV" bs=4k seek=17 count=3 oflag=direct 2>/dev/null
 _backup 6 incremental
 _restore_equals 6 /dev/vdb2
+
+# Two devices at one point in time: vdb1 (tracked) and vde (not), one COW store split in
+# two, into /tmp/bkg/vdb1 and /tmp/bkg/vde.
+_group() {
+	interposer --json backup "$DEV" /dev/vde --to /tmp/bkg --cow /dev/vdc --keep-snapshot \
+		>/tmp/group.out || { cat /tmp/group.out; _fail "group backup $1 failed"; }
+	tail -n 1 /tmp/group.out | grep -q '"event":"done","report":\[' ||
+		_fail "group backup $1: no report list: $(tail -n 1 /tmp/group.out)"
+	for _d in vdb1:"$2" vde:"$3"; do
+		_m=/tmp/bkg/${_d%%:*}/$(printf %06d "$1").json
+		tr -d ' \n' <"$_m" >/tmp/m.json || _fail "group backup $1: no $_m"
+		grep -q "\"kind\":\"${_d#*:}\"" /tmp/m.json || _fail "group backup $1: $_m is not ${_d#*:}"
+		grep -q '"group":\["/dev/vdb1","/dev/vde"\]' /tmp/m.json || _fail "group backup $1: $_m names no group"
+		interposer backup restore "/tmp/bkg/${_d%%:*}" --to /tmp/restored.img -q >/dev/null 2>&1 ||
+			_fail "restore of /tmp/bkg/${_d%%:*} failed"
+		_snap=/dev/mapper/backup-vdb1-vde-${_d%%:*}-snap
+		[ "$(head -c "$(blockdev --getsize64 "$_snap")" /tmp/restored.img | sha256sum)" = "$(sha256sum <"$_snap")" ] ||
+			_fail "group version $1 of ${_d%%:*}, restored, differs from its snapshot"
+	done
+	rm -f /tmp/restored.img
+	interposer snapshot remove backup-vdb1-vde >/dev/null || _fail "snapshot remove backup-vdb1-vde failed"
+	_log "group backup $1: vdb1 $2, vde $3, each restored == its snapshot of the one group"
+}
+dd if=/dev/urandom of=/dev/vde bs=64k count=64 oflag=direct 2>/dev/null
+_group 1 full full
+dd if=/dev/urandom of="$DEV" bs=4k seek=1000 count=5 oflag=direct 2>/dev/null
+dd if=/dev/urandom of=/dev/vde bs=4k seek=77 count=2 oflag=direct 2>/dev/null
+_group 2 incremental full
+rm -rf /tmp/bkg
 interposer era detach vdb1 >/dev/null || _fail "era detach failed"
 
 dmsetup ls | grep -v '^No devices' && _fail "dm devices are left"

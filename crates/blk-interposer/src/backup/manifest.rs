@@ -134,6 +134,11 @@ pub struct Source {
     pub checkpoint: Option<Checkpoint>,
     /// The era block size the changed ranges came in, for an incremental.
     pub block_bytes: Option<u64>,
+    /// The devices snapshotted at the same point in time as this one, in
+    /// one run of a group backup ([`crate::Ops::backup_group`]), this one
+    /// among them; `None` for a backup of one device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<Vec<String>>,
 }
 
 /// One backup version.

@@ -29,6 +29,7 @@
 //!     full_reason: None,
 //!     checkpoint: None,
 //!     block_bytes: None,
+//!     group: None,
 //! };
 //! let full = NewVersion { source: source.clone(), ranges: vec![] };
 //! let m = dir.stage(&full, &disk, &mut ())?.commit()?; // version 1
@@ -131,6 +132,24 @@ impl BackupRequest {
             overwrite: false,
         }
     }
+}
+
+/// What [`Ops::backup_group`] should do: several devices at one point in
+/// time, each into its own directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupBackupRequest {
+    /// Each live device and its backup directory.
+    pub members: Vec<(PathBuf, PathBuf)>,
+    /// The COW store of the snapshots, as for [`Ops::snapshot_create`].
+    pub cow: CowStore,
+    /// Full backups even when incremental ones are possible.
+    pub full: bool,
+    /// Keep the snapshot group after a successful run.
+    pub keep_snapshot: bool,
+    /// The snapshot group's name; default `backup-<kname>-<kname>...`.
+    pub name: Option<String>,
+    /// Let the COW devices be overwritten though blkid finds something.
+    pub overwrite: bool,
 }
 
 /// What [`Ops::backup`] did.
@@ -249,61 +268,151 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
     /// [`BackupRequest::keep_snapshot`]).  Earlier versions are never
     /// written to.
     pub fn backup(&self, req: &BackupRequest, progress: &mut dyn Progress) -> Result<BackupReport> {
-        let dir = BackupDir::create(&req.dir)?;
-        let dev = self.resolve_device(&req.device)?;
-        let device = req.device.display().to_string();
-        let identity = self.host.identity(dev)?;
-        let size = self.host.sectors(dev)?.bytes();
-        // `--full` is the way on after a damaged newest version.
-        let previous = match dir.latest() {
-            Err(Error::BackupDamaged { .. }) if req.full => None,
-            r => r?,
+        let group = GroupBackupRequest {
+            members: vec![(req.device.clone(), req.dir.clone())],
+            cow: req.cow.clone(),
+            full: req.full,
+            keep_snapshot: req.keep_snapshot,
+            name: req.name.clone(),
+            overwrite: req.overwrite,
         };
-        let checkpoint = match self.era_checkpoint(&dev.to_string()) {
-            Ok(c) => Some(c.checkpoint),
-            Err(Error::NoEra { .. }) => None,
-            Err(e) => return Err(e),
-        };
+        let mut reports = self.backup_group(&group, progress)?;
+        Ok(reports.remove(0))
+    }
+
+    /// The members of a group backup of `devices` into `dir`: each device
+    /// gets the subdirectory named by its kernel name (`DIR/sdb1`,
+    /// `DIR/sdc1`; `MAJ_MIN` when it has none).  A device named twice is
+    /// refused.
+    pub fn backup_group_members(
+        &self,
+        devices: &[PathBuf],
+        dir: &Path,
+    ) -> Result<Vec<(PathBuf, PathBuf)>> {
+        let mut seen = Vec::new();
+        devices
+            .iter()
+            .map(|d| {
+                let dev = self.resolve_device(d)?;
+                if seen.contains(&dev) {
+                    return Err(Error::BadRequest {
+                        what: format!("{} is named twice", d.display()),
+                    });
+                }
+                seen.push(dev);
+                let k = self
+                    .host
+                    .kernel_name(dev)
+                    .unwrap_or_else(|| dev.to_string().replace(':', "_"));
+                Ok((d.clone(), dir.join(k)))
+            })
+            .collect()
+    }
+
+    /// Back up several live devices at one point in time, each into its
+    /// own directory of versions: one snapshot group of all of them (see
+    /// [`Ops::snapshot_create`]), each device full or incremental on its
+    /// own terms ([`plan`]), as [`Ops::backup`] does for one.  Every
+    /// device's copy is staged and read back, and the snapshots checked,
+    /// before any version is committed; each manifest names the group
+    /// ([`Source::group`]).  The reports are in the order of the members.
+    pub fn backup_group(
+        &self,
+        req: &GroupBackupRequest,
+        progress: &mut dyn Progress,
+    ) -> Result<Vec<BackupReport>> {
+        struct Member {
+            dir: BackupDir,
+            dev: DevNo,
+            device: String,
+            identity: DeviceIdentity,
+            size: u64,
+            previous: Option<(Manifest, String)>,
+            checkpoint: Option<Checkpoint>,
+        }
+        if req.members.is_empty() {
+            return Err(Error::BadRequest {
+                what: "a backup needs at least one device".into(),
+            });
+        }
+        let mut members = Vec::new();
+        for (device, dir) in &req.members {
+            let dir = BackupDir::create(dir)?;
+            let dev = self.resolve_device(device)?;
+            // `--full` is the way on after a damaged newest version.
+            let previous = match dir.latest() {
+                Err(Error::BackupDamaged { .. }) if req.full => None,
+                r => r?,
+            };
+            members.push(Member {
+                dir,
+                dev,
+                device: device.display().to_string(),
+                identity: self.host.identity(dev)?,
+                size: self.host.sectors(dev)?.bytes(),
+                previous,
+                checkpoint: None,
+            });
+        }
+        // The checkpoints before the snapshot: every write after its point
+        // in time is in their eras or later.
+        for m in &mut members {
+            m.checkpoint = match self.era_checkpoint(&m.dev.to_string()) {
+                Ok(c) => Some(c.checkpoint),
+                Err(Error::NoEra { .. }) => None,
+                Err(e) => return Err(e),
+            };
+        }
+        let devices: Vec<PathBuf> = req.members.iter().map(|(d, _)| d.clone()).collect();
+        let group = (devices.len() > 1).then(|| members.iter().map(|m| m.device.clone()).collect());
+        let devnos: Vec<DevNo> = members.iter().map(|m| m.dev).collect();
         let name = self.backup_snapshot(
-            dev,
+            &devnos,
             req.name.as_deref(),
             &req.cow,
             req.overwrite,
-            &req.device,
+            &devices,
         )?;
         let run = (|| {
-            let p = plan(
-                previous.as_ref().map(|(m, _)| m),
-                req.full,
-                checkpoint.is_some(),
-                &identity,
-                size,
-                |since| self.era_changed(&dev.to_string(), since),
-            )?;
-            if let Some(r) = &p.full_reason {
-                progress.message(&format!("full backup: {r}"));
+            let mut staged = Vec::new();
+            for m in &members {
+                let p = plan(
+                    m.previous.as_ref().map(|(m, _)| m),
+                    req.full,
+                    m.checkpoint.is_some(),
+                    &m.identity,
+                    m.size,
+                    |since| self.era_changed(&m.dev.to_string(), since),
+                )?;
+                if let Some(r) = &p.full_reason {
+                    progress.message(&format!("{}: full backup: {r}", m.device));
+                }
+                let new = NewVersion {
+                    source: Source {
+                        device: m.device.clone(),
+                        identity: m.identity.clone(),
+                        size: m.size,
+                        kind: p.kind,
+                        full_reason: p.full_reason,
+                        checkpoint: m.checkpoint,
+                        block_bytes: p.changes.as_ref().map(|c| c.block_bytes),
+                        group: group.clone(),
+                    },
+                    ranges: p
+                        .changes
+                        .map(|c| c.ranges.iter().map(|r| (r.offset, r.length)).collect())
+                        .unwrap_or_default(),
+                };
+                let (src, path) = self.open_snapshot(&name, m.dev)?;
+                staged.push((m.dir.stage(&new, &src, progress)?, path));
             }
-            let new = NewVersion {
-                source: Source {
-                    device: device.clone(),
-                    identity: identity.clone(),
-                    size,
-                    kind: p.kind,
-                    full_reason: p.full_reason,
-                    checkpoint,
-                    block_bytes: p.changes.as_ref().map(|c| c.block_bytes),
-                },
-                ranges: p
-                    .changes
-                    .map(|c| c.ranges.iter().map(|r| (r.offset, r.length)).collect())
-                    .unwrap_or_default(),
-            };
-            let (src, path) = self.open_snapshot(&name)?;
-            let staged = dir.stage(&new, &src, progress)?;
             self.check_snapshot(&name)?;
-            Ok((staged.commit()?, path))
+            staged
+                .into_iter()
+                .map(|(s, path)| Ok((s.commit()?, path)))
+                .collect::<Result<Vec<_>>>()
         })();
-        let (m, path) = match run {
+        let committed = match run {
             Ok(x) => x,
             Err(e) => return Err(self.drop_snapshot(e, &name)),
         };
@@ -311,23 +420,27 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
         if !kept {
             self.snapshot_remove(&name)
                 .map_err(|e| Error::BackupSnapshotLeft {
-                    version: m.version,
+                    version: committed[0].0.version,
                     name: name.clone(),
                     source: Box::new(e),
                 })?;
         }
-        Ok(BackupReport {
-            dir: req.dir.clone(),
-            version: m.version,
-            copied_bytes: m.copied_bytes(),
-            pieces: m.pieces.len(),
-            previous: m.previous.map(|p| p.version),
-            data: req.dir.join(&m.data.name),
-            manifest: req.dir.join(manifest::manifest_name(m.version)),
-            snapshot: kept.then(|| name.clone()),
-            snapshot_path: path.filter(|_| kept),
-            source: m.source,
-        })
+        Ok(committed
+            .into_iter()
+            .zip(&req.members)
+            .map(|((m, path), (_, dir))| BackupReport {
+                dir: dir.clone(),
+                version: m.version,
+                copied_bytes: m.copied_bytes(),
+                pieces: m.pieces.len(),
+                previous: m.previous.map(|p| p.version),
+                data: dir.join(&m.data.name),
+                manifest: dir.join(manifest::manifest_name(m.version)),
+                snapshot: kept.then(|| name.clone()),
+                snapshot_path: path.filter(|_| kept),
+                source: m.source,
+            })
+            .collect())
     }
 
     /// Stream a full raw image of `device` to `out` from a snapshot (taken
@@ -343,9 +456,9 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
     ) -> Result<StreamReport> {
         let dev = self.resolve_device(device)?;
         let size = self.host.sectors(dev)?.bytes();
-        let name = self.backup_snapshot(dev, name, cow, false, device)?;
+        let name = self.backup_snapshot(&[dev], name, cow, false, &[device.to_path_buf()])?;
         let run = (|| {
-            let (src, _) = self.open_snapshot(&name)?;
+            let (src, _) = self.open_snapshot(&name, dev)?;
             let sha = stream_full(&src, size, out, progress)?;
             self.check_snapshot(&name)?;
             Ok(sha)
@@ -359,49 +472,58 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
         })
     }
 
-    /// Snapshot `device` alone as group `name` (default `backup-<kname>`).
+    /// Snapshot `devices` as group `name` (default `backup-<kname>`, for
+    /// several `backup-<kname>-<kname>...`).
     fn backup_snapshot(
         &self,
-        dev: DevNo,
+        devs: &[DevNo],
         name: Option<&str>,
         cow: &CowStore,
         overwrite: bool,
-        device: &Path,
+        devices: &[PathBuf],
     ) -> Result<String> {
         let name = name.map_or_else(
             || {
-                let k = self
-                    .host
-                    .kernel_name(dev)
-                    .unwrap_or_else(|| dev.to_string().replace(':', "_"));
-                format!("backup-{k}")
+                let k: Vec<String> = devs
+                    .iter()
+                    .map(|&dev| {
+                        self.host
+                            .kernel_name(dev)
+                            .unwrap_or_else(|| dev.to_string().replace(':', "_"))
+                    })
+                    .collect();
+                format!("backup-{}", k.join("-"))
             },
             str::to_string,
         );
         let req = SnapshotRequest {
             overwrite,
-            ..SnapshotRequest::new(&name, vec![device.to_path_buf()], cow.clone())
+            ..SnapshotRequest::new(&name, devices.to_vec(), cow.clone())
         };
         self.snapshot_create(&req)?;
         Ok(name)
     }
 
-    /// The snapshot device of group `name`, opened for `O_DIRECT` reads.
-    fn open_snapshot(&self, name: &str) -> Result<(std::fs::File, Option<PathBuf>)> {
+    /// The snapshot device of `dev` in group `name`, opened for `O_DIRECT`
+    /// reads.
+    fn open_snapshot(&self, name: &str, dev: DevNo) -> Result<(std::fs::File, Option<PathBuf>)> {
         let g = self.snapshot_info(name)?;
-        let m = g.devices.first().ok_or_else(|| Error::SnapshotNotFound {
+        let not_found = || Error::SnapshotNotFound {
             name: name.to_string(),
-        })?;
-        let snap = m
-            .snapshot
-            .as_deref()
-            .ok_or_else(|| Error::SnapshotNotFound {
-                name: name.to_string(),
-            })?;
-        let dev = self.dm.devno(snap)?.ok_or_else(|| Error::DmNotFound {
+        };
+        let m = g
+            .devices
+            .iter()
+            .find(|m| m.dev == dev)
+            .ok_or_else(not_found)?;
+        let snap = m.snapshot.as_deref().ok_or_else(not_found)?;
+        let snap_dev = self.dm.devno(snap)?.ok_or_else(|| Error::DmNotFound {
             name: snap.to_string(),
         })?;
-        Ok((self.host.open_direct(dev, false)?, m.snapshot_path.clone()))
+        Ok((
+            self.host.open_direct(snap_dev, false)?,
+            m.snapshot_path.clone(),
+        ))
     }
 
     /// Fail unless every snapshot of group `name` is still valid.

@@ -39,6 +39,7 @@ fn version(size: u64, kind: Kind, ranges: Vec<(u64, u64)>) -> NewVersion {
             full_reason: (kind == Kind::Full).then_some(FullReason::First),
             checkpoint: None,
             block_bytes: None,
+            group: None,
         },
         ranges,
     }

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::era::{ChangedRange, GapReason};
-use crate::ops::mock::{Mock, DEV};
+use crate::ops::mock::{Mock, DEV, META};
 use crate::types::Sectors;
 
 fn ops(m: &Mock) -> Ops<&Mock, &Mock, &Mock> {
@@ -50,6 +50,7 @@ fn manifest(checkpoint: Option<&str>) -> Manifest {
             full_reason: Some(FullReason::First),
             checkpoint: checkpoint.map(|c| c.parse().unwrap()),
             block_bytes: None,
+            group: None,
         },
         previous: None,
         pieces: Vec::new(),
@@ -307,4 +308,71 @@ fn with_era_the_checkpoint_precedes_the_snapshot_and_the_next_run_is_incremental
     assert!(message.contains("tracking began again at era"), "{message}");
     let dir = BackupDir::open(tmp.path()).unwrap();
     assert_eq!(dir.verify(None, &mut ()).unwrap().versions.len(), 3);
+}
+
+#[test]
+fn a_group_backup_snapshots_every_device_at_once_and_writes_a_version_each() {
+    let data: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+    let (m, _img) = with_disk(&data);
+    // vdb and vdd, 1 MiB each (the mock's snapshots both read the image).
+    m.sizes.borrow_mut().insert(META, Sectors(2048));
+    let tmp = tempfile::tempdir().unwrap();
+    let group = GroupBackupRequest {
+        members: vec![
+            ("/dev/vdb".into(), tmp.path().join("vdb")),
+            ("/dev/vdd".into(), tmp.path().join("vdd")),
+        ],
+        cow: CowStore::Devices(vec!["/dev/vdc".into()]), // one store, split in two
+        full: false,
+        keep_snapshot: false,
+        name: None,
+        overwrite: false,
+    };
+    let r = ops(&m).backup_group(&group, &mut ()).unwrap();
+    assert_eq!(r.len(), 2);
+    for (r, d) in r.iter().zip(["vdb", "vdd"]) {
+        assert_eq!(r.dir, tmp.path().join(d));
+        assert_eq!((r.version, r.source.kind), (1, Kind::Full));
+        assert_eq!(
+            r.source.group.as_deref(),
+            Some(&["/dev/vdb".to_string(), "/dev/vdd".to_string()][..])
+        );
+        assert!(std::fs::read(&r.data).unwrap() == data, "{d}");
+        let m = BackupDir::open(&r.dir)
+            .unwrap()
+            .latest()
+            .unwrap()
+            .unwrap()
+            .0;
+        assert_eq!(
+            m.source.group, r.source.group,
+            "the manifest names the group"
+        );
+    }
+    // One snapshot group for both: one switch moves both devices onto
+    // their origins (one point in time) before either copy; the second
+    // moves them back when the group is removed, after both.
+    let calls = m.calls();
+    let switches: Vec<_> = calls.iter().filter(|c| c.starts_with("switch ")).collect();
+    assert_eq!(switches.len(), 2, "{switches:#?}");
+    assert!(
+        switches[0].contains("254:16>253:") && switches[0].contains("254:48>253:"),
+        "{switches:#?}"
+    );
+    let snap = position(&calls, "switch ");
+    let read = position(&calls, "open_direct");
+    let removed = position(&calls, "dm_remove backup-vdb-vdd-vdb-snap");
+    assert!(snap < read && read < removed, "{calls:#?}");
+    // The same directory twice: refused before anything is snapshotted.
+    let same = GroupBackupRequest {
+        members: vec![
+            ("/dev/vdb".into(), tmp.path().join("x")),
+            ("/dev/vdd".into(), tmp.path().join("x")),
+        ],
+        ..group
+    };
+    let n = m.calls().len();
+    let e = ops(&m).backup_group(&same, &mut ()).unwrap_err();
+    assert!(matches!(e, Error::BackupBusy { .. }), "{e}");
+    assert!(!m.calls()[n..].iter().any(|c| c.starts_with("switch")));
 }

@@ -1,11 +1,11 @@
-//! `interposer backup DEVICE --to DIR | --stdout`, `backup verify`, `backup restore`
+//! `interposer backup DEVICE... --to DIR | --stdout`, `backup verify`, `backup restore`
 
 use std::io::{self, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use blk_interposer::backup::{BackupDir, RestoreReport, VerifyReport};
-use blk_interposer::{BackupReport, BackupRequest, Progress};
+use blk_interposer::{BackupReport, BackupRequest, GroupBackupRequest, Progress};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
@@ -136,10 +136,18 @@ impl Progress for Shown {
 }
 
 fn backup(args: BackupArgs, json: bool) -> anyhow::Result<()> {
-    let Some(device) = args.device.clone() else {
-        bail!("name the device to back up: `interposer backup DEVICE --to DIR --cow DEV`");
+    let (device, several) = match args.device.as_slice() {
+        [] => bail!("name the device to back up: `interposer backup DEVICE --to DIR --cow DEV`"),
+        [d] => (d.clone(), false),
+        [d, ..] => (d.clone(), true),
     };
+    if several && args.stdout {
+        bail!("--stdout streams one device's image: name one device, or back several up --to DIR");
+    }
     let ops = super::system()?;
+    if several {
+        return backup_group(&ops, args, json);
+    }
     if args.stdout {
         if io::stdout().is_terminal() {
             bail!("--stdout writes a disk image: pipe it into a program (`| restic backup --stdin`) or redirect it to a file");
@@ -183,6 +191,33 @@ fn backup(args: BackupArgs, json: bool) -> anyhow::Result<()> {
         .backup(&req, &mut shown)
         .with_context(|| format!("cannot back up {} to {}", device.display(), dir.display()))?;
     shown.finish(&r, human_backup(&r))
+}
+
+/// Several devices at one point in time, each into DIR/<kernel name>.
+fn backup_group(ops: &super::SystemOps, args: BackupArgs, json: bool) -> anyhow::Result<()> {
+    let Some(dir) = args.to.clone() else {
+        bail!("give the backup directory with --to DIR");
+    };
+    let names: Vec<String> = args
+        .device
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
+    let what = || format!("cannot back up {} to {}", names.join(", "), dir.display());
+    let req = GroupBackupRequest {
+        members: ops
+            .backup_group_members(&args.device, &dir)
+            .with_context(what)?,
+        cow: cow_store(args.cow),
+        full: args.full,
+        keep_snapshot: args.keep_snapshot,
+        name: args.name.clone(),
+        overwrite: args.yes,
+    };
+    let mut shown = Shown::new(json, output::quiet(), false);
+    let r = ops.backup_group(&req, &mut shown).with_context(what)?;
+    let text = r.iter().flat_map(human_backup).collect();
+    shown.finish(&r, text)
 }
 
 /// One line per fact.
@@ -328,6 +363,7 @@ mod tests {
             full_reason: (kind == Kind::Full).then_some(FullReason::NoTracking),
             checkpoint: None,
             block_bytes: None,
+            group: None,
         }
     }
 
