@@ -316,6 +316,26 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
     /// device's copy is staged and read back, and the snapshots checked,
     /// before any version is committed; each manifest names the group
     /// ([`Source::group`]).  The reports are in the order of the members.
+    ///
+    /// ```no_run
+    /// use blk_interposer::{CowStore, GroupBackupRequest};
+    /// # fn main() -> Result<(), blk_interposer::Error> {
+    /// let ops = blk_interposer::Ops::system()?;
+    /// let devices = ["/dev/sdb1".into(), "/dev/sdc1".into()];
+    /// let req = GroupBackupRequest {
+    ///     // /backup/db/sdb1 and /backup/db/sdc1
+    ///     members: ops.backup_group_members(&devices, "/backup/db".as_ref())?,
+    ///     cow: CowStore::Devices(vec!["/dev/sdd".into()]), // split between them
+    ///     full: false,
+    ///     keep_snapshot: false,
+    ///     name: None,
+    ///     overwrite: false,
+    /// };
+    /// for r in ops.backup_group(&req, &mut ())? {
+    ///     println!("{}: version {} ({})", r.source.device, r.version, r.source.kind);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn backup_group(
         &self,
         req: &GroupBackupRequest,

@@ -50,6 +50,17 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
     /// is not a gap.  Both devices are named by a stable path
     /// (`/dev/disk/by-id/...`) where the host has one.  A device that holds
     /// `/` or `/usr` is refused ([`Error::EraEnableSystemMount`]).
+    ///
+    /// ```no_run
+    /// use std::path::Path;
+    /// # fn main() -> Result<(), blk_interposer::Error> {
+    /// let ops = blk_interposer::Ops::system()?;
+    /// let r = ops.era_enable(Path::new("/dev/sdb1"), Path::new("/dev/sdc1"), 64 << 10)?;
+    /// println!("{} tracks {} at every boot", r.unit, r.device);
+    /// // ... later, on a backup: a clean reboot since is no gap.
+    /// let since = ops.era_checkpoint("sdb1")?.checkpoint;
+    /// # Ok(()) }
+    /// ```
     pub fn era_enable(
         &self,
         device: &Path,
