@@ -677,13 +677,12 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
         let era = self.era_status_of(&f.name)?.era;
         let report = self.remove(&f.name)?;
         // Writes from now on are tracked by nothing: the epoch ends here,
-        // cleanly when nobody can write any more.
-        let clean = match (shutdown, f.dev) {
-            (false, _) => Err("not a shutdown".to_string()),
-            (true, None) => Err("the device is gone".to_string()),
-            (true, Some(dev)) => self.clean_end(dev),
-        };
-        let gap = clean.as_ref().err().cloned();
+        // at a shutdown cleanly when nobody can write any more.
+        let clean = shutdown.then(|| match f.dev {
+            Some(dev) => self.clean_end(dev),
+            None => Err("the device is gone".to_string()),
+        });
+        let gap = clean.as_ref().and_then(|c| c.as_ref().err().cloned());
         let at = self.record_at(&f);
         let ended = (|| {
             let file = self.host.open_direct(at.meta, true)?;
@@ -696,8 +695,10 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
             };
             if let Some(mut s) = record::read(&file, at.size).map_err(io)? {
                 match clean {
-                    Ok((boot_id, fingerprint)) => s.record.end_shutdown(era, boot_id, fingerprint),
-                    Err(_) => s.record.end_detached(era),
+                    Some(Ok((boot_id, fingerprint))) => {
+                        s.record.end_shutdown(era, boot_id, fingerprint)
+                    }
+                    _ => s.record.end_detached(era),
                 }
                 record::write(&file, at.size, &s.record, s.seq + 1).map_err(io)?;
             }
@@ -713,7 +714,7 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
         });
         ended.and(slice).map(|()| EraShutdown {
             remove: report,
-            gap: gap.filter(|_| shutdown),
+            gap,
         })
     }
 

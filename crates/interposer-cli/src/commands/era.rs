@@ -187,24 +187,7 @@ fn status_human(r: &EraInfo) -> Vec<String> {
 
 fn detach(a: EraDetachArgs, json: bool) -> anyhow::Result<()> {
     if a.shutdown {
-        let r = super::with_system(&[a.device.as_ref()], |ops| {
-            ops.era_detach_at_shutdown(&a.device)
-        })
-        .with_context(|| format!("cannot detach dm-era from {}", a.device))?;
-        if json {
-            return output::json(&r);
-        }
-        let mut lines = super::remove::human(&r.remove);
-        lines.push(match &r.gap {
-            None => {
-                "tracking ended cleanly: the next boot's `era attach --at-boot` goes on from here"
-                    .into()
-            }
-            Some(why) => format!(
-                "tracking ended as with `era detach` ({why}): the next backup will be a full one"
-            ),
-        });
-        return output::report(lines);
+        return detach_at_shutdown(a, json);
     }
     let r = super::with_system(&[a.device.as_ref()], |ops| ops.era_detach(&a.device))
         .with_context(|| format!("cannot detach dm-era from {}", a.device))?;
@@ -212,6 +195,25 @@ fn detach(a: EraDetachArgs, json: bool) -> anyhow::Result<()> {
         return output::json(&r);
     }
     output::report(super::remove::human(&r))
+}
+
+fn detach_at_shutdown(a: EraDetachArgs, json: bool) -> anyhow::Result<()> {
+    let r = super::with_system(&[a.device.as_ref()], |ops| {
+        ops.era_detach_at_shutdown(&a.device)
+    })
+    .with_context(|| format!("cannot detach dm-era from {}", a.device))?;
+    if json {
+        return output::json(&r);
+    }
+    let mut lines = super::remove::human(&r.remove);
+    lines.push(match &r.gap {
+        None => "tracking ended cleanly: the next boot's `era attach --at-boot` goes on from here"
+            .into(),
+        Some(why) => format!(
+            "tracking ended as with `era detach` ({why}): the next backup will be a full one"
+        ),
+    });
+    output::report(lines)
 }
 
 fn enable(a: EraEnableArgs, json: bool) -> anyhow::Result<()> {
