@@ -364,6 +364,13 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
                 Err(Error::BackupDamaged { .. }) if req.full => None,
                 r => r?,
             };
+            // The checkpoint before the snapshot: every write after its
+            // point in time is in its era or later.
+            let checkpoint = match self.era_checkpoint(&dev.to_string()) {
+                Ok(c) => Some(c.checkpoint),
+                Err(Error::NoEra { .. }) => None,
+                Err(e) => return Err(e),
+            };
             members.push(Member {
                 dir,
                 dev,
@@ -371,17 +378,8 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
                 identity: self.host.identity(dev)?,
                 size: self.host.sectors(dev)?.bytes(),
                 previous,
-                checkpoint: None,
+                checkpoint,
             });
-        }
-        // The checkpoints before the snapshot: every write after its point
-        // in time is in their eras or later.
-        for m in &mut members {
-            m.checkpoint = match self.era_checkpoint(&m.dev.to_string()) {
-                Ok(c) => Some(c.checkpoint),
-                Err(Error::NoEra { .. }) => None,
-                Err(e) => return Err(e),
-            };
         }
         let devices: Vec<PathBuf> = req.members.iter().map(|(d, _)| d.clone()).collect();
         let group = (devices.len() > 1).then(|| members.iter().map(|m| m.device.clone()).collect());
