@@ -107,10 +107,10 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
             .ok_or_else(|| Error::EraUnit {
                 what: format!("enable tracking of {}", self.device_label(dev)),
                 why: format!(
-                    "its metadata has no tracking record ({})",
+                    "its tracking covers no checkpoint now, so no generation to record ({})",
                     status
                         .gap
-                        .map_or_else(|| "unknown".into(), |g| g.to_string())
+                        .map_or_else(|| "no tracking record".into(), |g| g.to_string())
                 ),
             })?;
         let dev_str = dev_path.to_string_lossy().into_owned();
