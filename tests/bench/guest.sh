@@ -8,8 +8,9 @@
 # Parameters on the kernel command line: bench.rounds=N bench.ios=N (I/Os of one 4k job;
 # 1M jobs do N/4) bench.calib=N (insn-marker loop length) bench.cow=MiB (snapshot writes per
 # run) bench.stall=SECONDS (one writer run around an attach)
-# bench.parts=calib,matrix,snap,stall bench.profile=1 (hand over the kernel's symbols for
-# the plugin's profile: `cargo xtask bench --profile`).
+# bench.parts=calib,matrix,snap,cow,stall bench.profile=1 (hand over the kernel's symbols
+# for the plugin's profile: `cargo xtask bench --profile`) bench.cowrounds=N (rounds of the
+# snapshot-cost part) bench.cowconfigs=a,b,... (its snapshot configurations, `_cow_args`).
 #
 # Jobs do a fixed number of I/Os, not a fixed time: on a busy host qemu is sometimes
 # descheduled for most of a second, and a time-based job then did a handful of I/Os whose
@@ -22,6 +23,8 @@
 #	SEQ fio PART DEVSET CONFIG WORKLOAD ROUND FILE      a marked fio job (the job named
 #	                                                    WORKLOAD in the JSON in FILE)
 #	- stall EVENT ROUND FILE                            an unmarked writer run
+#	- cow CONFIG WORKLOAD ROUND SECTORS CHUNK           COW sectors in use after a run
+#	                                                    of the cow part, and the chunk
 # At the end everything in $OUT is written to /dev/vda as `=== NAME` sections ending with
 # `=== END`, for the host to read from vda.img.
 
@@ -38,8 +41,11 @@ COW=$(_arg cow)
 STALL=$(_arg stall)
 PARTS=$(_arg parts)
 PROFILE=$(_arg profile)
+COWROUNDS=$(_arg cowrounds)
+COWCONFIGS=$(_arg cowconfigs)
 : "${ROUNDS:=3}" "${IOS:=2048}" "${CALIB:=20000000}" "${COW:=8}" "${STALL:=3}"
-: "${PARTS:=calib,matrix,snap,stall}"
+: "${PARTS:=calib,matrix,snap,cow,stall}" "${COWROUNDS:=3}"
+: "${COWCONFIGS:=none,default,4k-P,4k,8k,16k,32k,256k}"
 
 _have_program fio insn-marker interposer dmsetup
 # No transparent huge pages: whether fio's 1M buffers happened to get one decided the cost
@@ -248,6 +254,115 @@ if _part snap; then
 		fi
 		_log "snapshot: round $_r of $ROUNDS done"
 	done
+	rmmod blk_interposer
+fi
+
+# ---- what a live snapshot costs the application: ext4 on vdf, COW store vdg ----
+#
+# The workloads of issue 15, through `interposer snapshot create` as a user runs it
+# (the filesystem stays mounted; create freezes it for the switch):
+#	dense	20 000 4k random direct writes (libaio QD16) into a 256 MiB file: fio's random
+#		map writes each block once, so with 4k chunks every write copies a chunk
+#	second	the same 20 000 writes again (same seed): every chunk is copied already
+#	sparse	4 000 such writes over a 700 MiB file, on a fresh snapshot
+#	snap-read	1M sequential reads of the first 256 MiB of the snapshot after `second`
+#		(of vdf itself in `none`)
+# The COW sectors in use after each write run go to the index.
+
+DENSE="--rw=randwrite --bs=4k --size=256m --number_ios=20000 --runtime=600"
+SPARSE="--rw=randwrite --bs=4k --size=700m --number_ios=4000 --runtime=600"
+
+# _cow_args CONFIG: the `snapshot create` options of a configuration.
+_cow_args() {
+	case $1 in
+	default) echo "" ;;
+	*-P) echo "--chunk-size ${1%-P} --persistent" ;;
+	*) echo "--chunk-size $1" ;;
+	esac
+}
+
+# _cow_snap CONFIG: a snapshot of vdf with the configuration's options (none: nothing).
+_cow_snap() {
+	[ "$1" != none ] || return 0
+	# shellcheck disable=SC2046
+	interposer snapshot create --name bc --cow /dev/vdg -y $(_cow_args "$1") /dev/vdf \
+		>"$OUT/create-$1.txt" 2>&1 || {
+		cat "$OUT/create-$1.txt"
+		_fail "snapshot create ($1) failed"
+	}
+	_ksyms
+}
+
+# _cow_used CONFIG WORKLOAD ROUND: record the COW sectors in use (data and metadata, also
+# left in $_used), and the chunk in sectors; fail if the snapshot is no longer valid.
+_cow_used() {
+	_used=0 _chunk=0
+	if [ "$1" != none ]; then
+		_st=$(dmsetup status bc-vdf-snap)
+		case $_st in
+		*Invalid* | *Overflow*) _fail "the snapshot became invalid ($1 $2): $_st" ;;
+		esac
+		# 0 SECTORS snapshot USED/TOTAL METADATA
+		_used=$(echo "$_st" | awk '{split($4, a, "/"); print a[1]}')
+		_chunk=$(dmsetup table bc-vdf-snap | awk '{print $NF}')
+	fi
+	echo "- cow $1 $2 $3 $_used $_chunk" >>"$OUT/runs"
+}
+
+_cow_drop() {
+	[ "$1" != none ] || return 0
+	interposer snapshot remove bc >/dev/null || _fail "snapshot remove ($1) failed"
+}
+
+# _cow_run CONFIG ROUND
+_cow_run() {
+	_cow_snap "$1"
+	_fio cow virtio "$1" "$2" /mnt/dense "dense $DENSE"
+	_cow_used "$1" dense "$2"
+	_u1=$_used
+	_fio cow virtio "$1" "$2" /mnt/dense "second $DENSE"
+	_cow_used "$1" second "$2"
+	_u2=$_used
+	# the second pass writes the blocks of the first (same seed), so it copies only what
+	# ext4 writes besides (the journal, the inode's times): a few chunks.  Had fio picked
+	# other blocks it would copy thousands, and the measurement would not be what it says.
+	[ $((_u2 - _u1)) -le $((_u1 / 100)) ] ||
+		_fail "the second pass copied more than 1 % anew ($1: $_u1 then $_u2 sectors)"
+	if [ "$1" = none ]; then
+		_src=/dev/vdf
+	else
+		_src=/dev/mapper/bc-vdf-snap
+	fi
+	_fio cow virtio "$1" "$2" "$_src" "snap-read --rw=read --bs=1M --size=256m --number_ios=256"
+	_cow_drop "$1"
+	_cow_snap "$1"
+	_fio cow virtio "$1" "$2" /mnt/sparse "sparse $SPARSE"
+	_cow_used "$1" sparse "$2"
+	_cow_drop "$1"
+}
+
+if _part cow; then
+	modprobe dm_snapshot
+	modprobe blk_interposer
+	_mkfs_ext4 /dev/vdf
+	_mount /dev/vdf /mnt
+	dd if=/dev/zero of=/mnt/dense bs=1M count=256 oflag=direct 2>/dev/null
+	dd if=/dev/zero of=/mnt/sparse bs=1M count=700 oflag=direct 2>/dev/null
+	_configs=$(echo "$COWCONFIGS" | tr , ' ')
+	_rev=$(for _c in $_configs; do echo "$_c"; done | sed -n '1!G;h;$p')
+	for _r in $(seq 1 "$COWROUNDS"); do
+		# alternate the order from round to round
+		if [ $((_r % 2)) -eq 1 ]; then _list=$_configs; else _list=$_rev; fi
+		for _c in $_list; do
+			_cow_run "$_c" "$_r"
+		done
+		_log "snapshot cost: round $_r of $COWROUNDS done"
+	done
+	for _c in $_configs; do
+		[ ! -e "$OUT/create-$_c.txt" ] || _log "create $_c: $(head -c 600 "$OUT/create-$_c.txt")"
+	done
+	umount /mnt
+	_fsck_ext4 /dev/vdf
 	rmmod blk_interposer
 fi
 

@@ -133,9 +133,17 @@ enum Task {
         /// Short runs and 3 rounds, for development.
         #[arg(long)]
         quick: bool,
-        /// Only these parts of the guest script: comma-separated calib,matrix,snap,stall.
+        /// Only these parts of the guest script: comma-separated calib,matrix,snap,cow,stall.
         #[arg(long)]
         parts: Option<String>,
+        /// Rounds of the snapshot-cost part (`cow`; default 3, or 1 with --quick).
+        #[arg(long)]
+        cow_rounds: Option<u32>,
+        /// Its snapshot configurations, comma-separated: none (the reference), default
+        /// (`snapshot create` with no chunk option), SIZE (`--chunk-size SIZE`), SIZE-P
+        /// (and `--persistent`). Default: none,default,4k-P,4k,8k,16k,32k,256k.
+        #[arg(long)]
+        cow_configs: Option<String>,
         /// Also profile: instructions per I/O by guest function, for each configuration
         /// against its reference (target/bench/KERNEL/profile.txt). Slower; try it with
         /// `--parts matrix --rounds 1`.
@@ -250,6 +258,8 @@ fn run(cli: Cli) -> Result<bool> {
             rounds,
             quick,
             parts,
+            cow_rounds,
+            cow_configs,
             profile,
         } => {
             setup::run()?;
@@ -260,6 +270,8 @@ fn run(cli: Cli) -> Result<bool> {
                     rounds,
                     quick,
                     parts,
+                    cow_rounds,
+                    cow_configs,
                     profile,
                 },
             );

@@ -91,7 +91,10 @@ pub struct QemuExtra {
     pub args: Vec<String>,
     /// The full-system tier: a qcow2 overlay that is /dev/vda instead of the empty one.
     pub root_disk: Option<PathBuf>,
-    /// Read-only raw disks after the scratch disks (vdf, ...), e.g. the system tier's payload.
+    /// More fresh sparse scratch disks after vde (vdf, ...), sizes in MiB: the bench's
+    /// snapshot-cost part needs a larger data disk and COW store than the scenarios.
+    pub scratch_mib: Vec<u64>,
+    /// Read-only raw disks after all scratch disks, e.g. the system tier's payload.
     pub extra_disks: Vec<PathBuf>,
     /// Let a guest reboot (no `-no-reboot`): the system tier's reboot scenario.
     pub reboot: bool,
@@ -346,8 +349,19 @@ fn qemu_command(cfg: &VmConfig) -> Result<Command> {
     cmd.arg("-append").arg(append);
     cmd.arg("-monitor")
         .arg(format!("unix:{},server,nowait", monitor.display()));
-    for (name, mib) in DISKS {
-        if let (&"vda", Some(root)) = (name, &cfg.extra.root_disk) {
+    let more: Vec<(String, u64)> = cfg
+        .extra
+        .scratch_mib
+        .iter()
+        .enumerate()
+        .map(|(i, &mib)| (disk_name(DISKS.len() + i), mib))
+        .collect();
+    let disks = DISKS
+        .iter()
+        .map(|&(name, mib)| (name.to_string(), mib))
+        .chain(more);
+    for (name, mib) in disks {
+        if let ("vda", Some(root)) = (name.as_str(), &cfg.extra.root_disk) {
             cmd.arg("-drive").arg(format!(
                 "file={},format=qcow2,if=none,id=drive-{name}",
                 root.display()
@@ -370,7 +384,7 @@ fn qemu_command(cfg: &VmConfig) -> Result<Command> {
             .arg(format!("virtio-blk-pci,drive=drive-{name},id={name}"));
     }
     for (i, disk) in cfg.extra.extra_disks.iter().enumerate() {
-        let name = format!("vd{}", (b'a' + (DISKS.len() + i) as u8) as char);
+        let name = disk_name(DISKS.len() + cfg.extra.scratch_mib.len() + i);
         cmd.arg("-drive").arg(format!(
             "file={},format=raw,if=none,id=drive-{name},readonly=on",
             disk.display()
@@ -380,6 +394,11 @@ fn qemu_command(cfg: &VmConfig) -> Result<Command> {
     }
     cmd.args(&cfg.extra.args);
     Ok(cmd)
+}
+
+/// The guest's name of the `i`th virtio disk (0: vda).
+fn disk_name(i: usize) -> String {
+    format!("vd{}", (b'a' + i as u8) as char)
 }
 
 #[cfg(test)]

@@ -38,8 +38,12 @@ pub struct Options {
     pub kernel: String,
     pub rounds: Option<u32>,
     pub quick: bool,
-    /// Parts of the guest script to run (calib,matrix,snap,stall).
+    /// Parts of the guest script to run (calib,matrix,snap,cow,stall).
     pub parts: Option<String>,
+    /// Rounds of the snapshot-cost part.
+    pub cow_rounds: Option<u32>,
+    /// Its configurations (guest `bench.cowconfigs=`).
+    pub cow_configs: Option<String>,
     /// Profile by guest function too (plugin `profile=`, guest `bench.profile=1`).
     pub profile: bool,
 }
@@ -55,6 +59,8 @@ struct Params {
     cow_mib: u32,
     /// Seconds of one stall writer run (the event comes after 1 s).
     stall: u32,
+    /// Rounds of the snapshot-cost part (each visits every configuration).
+    cow_rounds: u32,
 }
 
 impl Params {
@@ -66,6 +72,7 @@ impl Params {
                 calib: 20_000_000,
                 cow_mib: 8,
                 stall: 3,
+                cow_rounds: 1,
             }
         } else {
             Params {
@@ -74,15 +81,19 @@ impl Params {
                 calib: 50_000_000,
                 cow_mib: 16,
                 stall: 3,
+                cow_rounds: 3,
             }
         };
         if let Some(r) = opts.rounds {
             p.rounds = r.max(1);
         }
+        if let Some(r) = opts.cow_rounds {
+            p.cow_rounds = r.max(1);
+        }
         p
     }
 
-    fn append(&self, parts: Option<&str>, profile: bool) -> Vec<String> {
+    fn append(&self, opts: &Options) -> Vec<String> {
         let mut v = vec![
             "scenario=../bench/guest.sh".to_string(),
             format!("bench.rounds={}", self.rounds),
@@ -90,11 +101,15 @@ impl Params {
             format!("bench.calib={}", self.calib),
             format!("bench.cow={}", self.cow_mib),
             format!("bench.stall={}", self.stall),
+            format!("bench.cowrounds={}", self.cow_rounds),
         ];
-        if let Some(p) = parts {
+        if let Some(p) = &opts.parts {
             v.push(format!("bench.parts={p}"));
         }
-        if profile {
+        if let Some(c) = &opts.cow_configs {
+            v.push(format!("bench.cowconfigs={c}"));
+        }
+        if opts.profile {
             v.push("bench.profile=1".into());
         }
         v
@@ -159,12 +174,18 @@ fn bench_one(
         scenario: None,
         shell: false,
         stream: true,
-        // generous: 9 rounds take ~15 min on an idle 2-core host
-        timeout: Duration::from_secs(600 + 300 * u64::from(params.rounds)),
+        // generous: 9 rounds take ~15 min on an idle 2-core host, a round of the
+        // snapshot-cost part ~10 min
+        timeout: Duration::from_secs(
+            600 + 300 * u64::from(params.rounds) + 1200 * u64::from(params.cow_rounds),
+        ),
         extra: QemuExtra {
             accel: Some("tcg,thread=single".into()),
             smp: Some(1),
-            append: params.append(opts.parts.as_deref(), opts.profile),
+            append: params.append(opts),
+            // vdf: the snapshot-cost part's ext4 (a 256 MiB and a 700 MiB file), vdg: its
+            // COW store, larger than vdf
+            scratch_mib: vec![1280, 1536],
             args: vec!["-plugin".into(), plugin_arg],
             ..Default::default()
         },

@@ -19,6 +19,15 @@ const PAIRS: &[(&str, &str)] = &[
     ("interposed", "dm-linear"),
     ("bystander", "no-module"),
     ("snap-interposed", "snap-stacked"),
+    // the snapshot-cost part: each snapshot configuration against no snapshot
+    ("default", "none"),
+    ("4k-P", "none"),
+    ("4k", "none"),
+    ("8k", "none"),
+    ("16k", "none"),
+    ("32k", "none"),
+    ("64k", "none"),
+    ("256k", "none"),
 ];
 
 /// Functions listed per comparison (by the size of the difference).

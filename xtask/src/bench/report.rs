@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::run::{Results, Sample};
+use super::run::{CowUse, Results, Sample};
 
 /// Median, extremes and spread of a set of rounds.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -81,6 +81,9 @@ pub enum Metric {
     Iops,
     #[serde(rename = "stall")]
     Stall,
+    /// COW space in use after a run of the snapshot-cost part.
+    #[serde(rename = "COW")]
+    Cow,
 }
 
 impl Metric {
@@ -89,6 +92,7 @@ impl Metric {
             Metric::InsnPerIo => "insn/IO",
             Metric::Iops => "IOPS",
             Metric::Stall => "max lat",
+            Metric::Cow => "COW",
         }
     }
 }
@@ -169,6 +173,19 @@ pub const SNAP_RATIOS: &[(&str, &str, Metric, Option<Target>)] = &[
     ("snap-interposed", "snap-stacked", Metric::Iops, Some(Target::AtLeast(0.98))),
 ];
 
+/// The snapshot-cost part (issue 15): every configuration against `none` (no snapshot) on
+/// each workload, for information; the targets apply to `default`, what `snapshot create`
+/// chooses by itself when its COW store can hold the whole device.
+pub const COW_WORKLOADS: &[&str] = &["dense", "second", "sparse", "snap-read"];
+#[rustfmt::skip]
+pub const COW_TARGETS: &[(&str, Metric, Target)] = &[
+    ("dense", Metric::InsnPerIo, Target::AtMost(1.3)),
+    ("dense", Metric::Iops, Target::AtLeast(0.7)),
+    ("sparse", Metric::Iops, Target::AtLeast(0.7)),
+];
+/// The default's COW use on the sparse workload against 4 KiB chunks': at most twice.
+pub const COW_SPACE_TARGET: Target = Target::AtMost(2.0);
+
 pub const STALL_RATIOS: &[(&str, &str)] = &[("attach", "freeze"), ("detach", "freeze")];
 pub const STALL_TARGET: Target = Target::AtMost(1.2);
 
@@ -183,6 +200,10 @@ pub struct Report {
     pub cells: Vec<Cell>,
     pub stalls: BTreeMap<String, Stat>,
     pub ratios: Vec<Ratio>,
+    /// The snapshot-cost part's COW use: (config, workload) -> MiB over the rounds.
+    pub cow: BTreeMap<String, BTreeMap<String, Stat>>,
+    /// The chunk each configuration got, in KiB.
+    pub chunk_kib: BTreeMap<String, u64>,
     pub results: Results,
 }
 
@@ -198,8 +219,18 @@ fn metric_of(s: &Sample, m: Metric) -> f64 {
     match m {
         Metric::InsnPerIo => s.insn_per_io(),
         Metric::Iops => s.fio.iops,
-        Metric::Stall => f64::NAN,
+        Metric::Stall | Metric::Cow => f64::NAN,
     }
+}
+
+/// Per-round ratios of `num` over `den`, paired by round.
+fn per_round(n: &[&Sample], d: &[&Sample], metric: Metric) -> Vec<f64> {
+    n.iter()
+        .filter_map(|a| {
+            let b = d.iter().find(|b| b.round == a.round)?;
+            Some(metric_of(a, metric) / metric_of(b, metric))
+        })
+        .collect()
 }
 
 /// Keys of a sample: (devset, workload, config).
@@ -239,10 +270,10 @@ pub fn build(kernel: &str, release: &str, rounds: u32, quick: bool, results: Res
     pairs.sort();
     pairs.dedup();
     for (part, devset, workload) in &pairs {
-        let table = if part == "snap" {
-            SNAP_RATIOS
-        } else {
-            MATRIX_RATIOS
+        let table = match part.as_str() {
+            "snap" => SNAP_RATIOS,
+            "cow" => continue,
+            _ => MATRIX_RATIOS,
         };
         for &(num, den, metric, target) in table {
             let get =
@@ -250,14 +281,7 @@ pub fn build(kernel: &str, release: &str, rounds: u32, quick: bool, results: Res
             let (Some(n), Some(d)) = (get(num), get(den)) else {
                 continue;
             };
-            let per_round: Vec<f64> = n
-                .iter()
-                .filter_map(|a| {
-                    let b = d.iter().find(|b| b.round == a.round)?;
-                    Some(metric_of(a, metric) / metric_of(b, metric))
-                })
-                .collect();
-            if let Some(ratio) = Stat::of(&per_round) {
+            if let Some(ratio) = Stat::of(&per_round(n, d, metric)) {
                 ratios.push(Ratio {
                     num: num.into(),
                     den: den.into(),
@@ -270,6 +294,7 @@ pub fn build(kernel: &str, release: &str, rounds: u32, quick: bool, results: Res
             }
         }
     }
+    cow_ratios(&results, &groups, &mut ratios);
 
     let mut stalls = BTreeMap::new();
     for event in ["freeze", "attach", "detach"] {
@@ -322,6 +347,21 @@ pub fn build(kernel: &str, release: &str, rounds: u32, quick: bool, results: Res
         })
         .collect();
 
+    let mut cow: BTreeMap<String, BTreeMap<String, Stat>> = BTreeMap::new();
+    let mut chunk_kib = BTreeMap::new();
+    let mut by: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+    for c in &results.cow {
+        by.entry((c.config.clone(), c.workload.clone()))
+            .or_default()
+            .push(c.sectors as f64 / 2048.0);
+        chunk_kib.insert(c.config.clone(), c.chunk / 2);
+    }
+    for ((config, workload), v) in by {
+        if let Some(st) = Stat::of(&v) {
+            cow.entry(config).or_default().insert(workload, st);
+        }
+    }
+
     Report {
         kernel: kernel.into(),
         release: release.into(),
@@ -331,7 +371,77 @@ pub fn build(kernel: &str, release: &str, rounds: u32, quick: bool, results: Res
         cells,
         stalls,
         ratios,
+        cow,
+        chunk_kib,
         results,
+    }
+}
+
+/// The snapshot-cost part's ratios: each configuration against `none`, and the
+/// default's COW use against 4 KiB chunks'.
+fn cow_ratios(
+    results: &Results,
+    groups: &BTreeMap<(String, String, String), Vec<&Sample>>,
+    ratios: &mut Vec<Ratio>,
+) {
+    let mut configs: Vec<&str> = results
+        .samples
+        .iter()
+        .filter(|s| s.part == "cow" && s.config != "none")
+        .map(|s| s.config.as_str())
+        .collect();
+    configs.sort();
+    configs.dedup();
+    for config in configs {
+        for &workload in COW_WORKLOADS {
+            let get = |c: &str| groups.get(&("virtio".into(), workload.into(), c.to_string()));
+            let (Some(n), Some(d)) = (get(config), get("none")) else {
+                continue;
+            };
+            for metric in [Metric::InsnPerIo, Metric::Iops] {
+                let target = COW_TARGETS
+                    .iter()
+                    .find(|t| config == "default" && t.0 == workload && t.1 == metric)
+                    .map(|t| t.2);
+                if let Some(ratio) = Stat::of(&per_round(n, d, metric)) {
+                    ratios.push(Ratio {
+                        num: config.into(),
+                        den: "none".into(),
+                        devset: "virtio".into(),
+                        workload: workload.into(),
+                        metric,
+                        ratio,
+                        target,
+                    });
+                }
+            }
+        }
+    }
+    let sparse = |config: &str| -> Vec<&CowUse> {
+        results
+            .cow
+            .iter()
+            .filter(|c| c.config == config && c.workload == "sparse")
+            .collect()
+    };
+    let (d, base) = (sparse("default"), sparse("4k"));
+    let per_round: Vec<f64> = d
+        .iter()
+        .filter_map(|a| {
+            let b = base.iter().find(|b| b.round == a.round)?;
+            Some(a.sectors as f64 / b.sectors as f64)
+        })
+        .collect();
+    if let Some(ratio) = Stat::of(&per_round) {
+        ratios.push(Ratio {
+            num: "default".into(),
+            den: "4k".into(),
+            devset: "virtio".into(),
+            workload: "sparse".into(),
+            metric: Metric::Cow,
+            ratio,
+            target: Some(COW_SPACE_TARGET),
+        });
     }
 }
 
@@ -421,6 +531,10 @@ pub fn render(r: &Report) -> String {
             );
         }
     }
+    if !r.cow.is_empty() {
+        let _ = writeln!(o);
+        o.push_str(&cow_curve(r));
+    }
     let _ = writeln!(o);
     let _ = writeln!(
         o,
@@ -447,6 +561,64 @@ pub fn render(r: &Report) -> String {
         None => (p, m),
     });
     let _ = writeln!(o, "\ntargets: {pass} PASS, {miss} MISS");
+    o
+}
+
+/// The snapshot-cost part as one line per configuration: chunk, the cost ratios against
+/// no snapshot (medians over rounds), and the COW space used.
+fn cow_curve(r: &Report) -> String {
+    let mut o = String::new();
+    let ratio = |config: &str, workload: &str, metric: Metric| {
+        r.ratios
+            .iter()
+            .find(|x| {
+                x.num == config && x.den == "none" && x.workload == workload && x.metric == metric
+            })
+            .map_or("-".to_string(), |x| format!("{:.2}x", x.ratio.median))
+    };
+    let mib = |config: &str, workload: &str| {
+        r.cow
+            .get(config)
+            .and_then(|w| w.get(workload))
+            .map_or("-".to_string(), |s| format!("{:.1}", s.median))
+    };
+    let _ = writeln!(
+        o,
+        "snapshot cost against no snapshot (medians of per-round ratios; COW in MiB):"
+    );
+    let _ = writeln!(
+        o,
+        "{:<9} {:>6} {:>11} {:>10} {:>11} {:>11} {:>10} {:>11} {:>9} {:>10}",
+        "config",
+        "chunk",
+        "dense insn",
+        "dense IOPS",
+        "2nd insn",
+        "sparse insn",
+        "sparse IOPS",
+        "read MB/s",
+        "COW dense",
+        "COW sparse"
+    );
+    for (config, kib) in &r.chunk_kib {
+        if config == "none" {
+            continue;
+        }
+        let _ = writeln!(
+            o,
+            "{:<9} {:>5}K {:>11} {:>10} {:>11} {:>11} {:>10} {:>11} {:>9} {:>10}",
+            config,
+            kib,
+            ratio(config, "dense", Metric::InsnPerIo),
+            ratio(config, "dense", Metric::Iops),
+            ratio(config, "second", Metric::InsnPerIo),
+            ratio(config, "sparse", Metric::InsnPerIo),
+            ratio(config, "sparse", Metric::Iops),
+            ratio(config, "snap-read", Metric::Iops),
+            mib(config, "dense"),
+            mib(config, "sparse"),
+        );
+    }
     o
 }
 

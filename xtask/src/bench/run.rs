@@ -56,12 +56,27 @@ pub struct Stall {
     pub max_ms: f64,
 }
 
+/// COW space in use after one write run of the snapshot-cost part.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CowUse {
+    /// `none`, `default`, `4k-P`, `64k`, ...
+    pub config: String,
+    /// `dense`, `second`, `sparse`.
+    pub workload: String,
+    pub round: u32,
+    /// Sectors in use, data and metadata (dm-snapshot's status).
+    pub sectors: u64,
+    /// The snapshot's chunk in sectors (0: no snapshot).
+    pub chunk: u64,
+}
+
 /// Everything one VM measured.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Results {
     pub calib: Vec<Calib>,
     pub samples: Vec<Sample>,
     pub stalls: Vec<Stall>,
+    pub cow: Vec<CowUse>,
 }
 
 /// The figures of one fio job (read and write added up).
@@ -220,6 +235,13 @@ pub fn assemble(sections: &BTreeMap<String, String>, markers: &str) -> Result<Re
                 round: round.parse()?,
                 max_ms: fio(file, "stall")?.lat_max_ms,
             }),
+            ["-", "cow", config, workload, round, sectors, chunk] => res.cow.push(CowUse {
+                config: config.into(),
+                workload: workload.into(),
+                round: round.parse()?,
+                sectors: sectors.parse()?,
+                chunk: chunk.parse()?,
+            }),
             _ => bail!("unknown line in the runs index: `{line}`"),
         }
     }
@@ -306,7 +328,8 @@ b: Saving output of postrun in b.postrun.txt
         s.insert(
             "runs".to_string(),
             "1 calib 100\n2 fio matrix virtio raw tare 1 0002.json\n\
-             3 fio matrix virtio raw randread 1 0002.json\n- stall attach 1 st.json\n"
+             3 fio matrix virtio raw randread 1 0002.json\n- stall attach 1 st.json\n\
+             - cow 64k dense 2 160000 128\n"
                 .to_string(),
         );
         s.insert("st.json".to_string(), FIO_JSON.to_string());
@@ -328,6 +351,16 @@ b: Saving output of postrun in b.postrun.txt
         assert!((r.samples[0].insn_per_io() - 80.0).abs() < 1e-9);
         assert_eq!(r.samples[0].config, "raw");
         assert!((r.stalls[0].max_ms - 58.0).abs() < 1e-9);
+        assert_eq!(
+            r.cow,
+            vec![CowUse {
+                config: "64k".into(),
+                workload: "dense".into(),
+                round: 2,
+                sectors: 160000,
+                chunk: 128
+            }]
+        );
         // one pair too many or too few is an error, not a silent shift
         assert!(assemble(&s, "start 0\nstop 1\nstart 2\nstop 3\n").is_err());
         assert!(assemble(&s, &format!("{markers}start 4\nstop 5\n")).is_err());
