@@ -59,8 +59,9 @@ pub use error::{Error, ModuleLoadCause, Result};
 pub use host::{DeviceSpec, Host, System};
 pub use kernel::{Counters, Kernel, Lower, State, Status, Switch};
 pub use ops::{
-    CowStore, CreateReport, Entry, EraAttachReport, EraBoot, EraChanges, EraCheckpoint,
-    EraDisableReport, EraEnableReport, EraInfo, EraShutdown, Ops, RemoveReport, SnapState,
-    SnapshotGroup, SnapshotMember, SnapshotRemoveReport, SnapshotRequest, SwitchReport,
+    choose_chunk, cow_worst_case, CowStore, CreateReport, Entry, EraAttachReport, EraBoot,
+    EraChanges, EraCheckpoint, EraDisableReport, EraEnableReport, EraInfo, EraShutdown, Ops,
+    RemoveReport, SnapState, SnapshotGroup, SnapshotMember, SnapshotRemoveReport, SnapshotRequest,
+    SwitchReport, LARGE_CHUNK, SMALL_CHUNK,
 };
 pub use types::{DevNo, Sectors, Version};

@@ -135,7 +135,11 @@ impl Kernel for Mock {
                 dev: dev.to_string(),
             });
         }
-        self.lowers.borrow_mut().insert(dev, status(dev));
+        let mut st = status(dev);
+        if let Some(&size) = self.sizes.borrow().get(&dev) {
+            st.sectors = size;
+        }
+        self.lowers.borrow_mut().insert(dev, st);
         Ok(status(dev).lower)
     }
     fn lower_remove(&self, dev: DevNo) -> Result<()> {

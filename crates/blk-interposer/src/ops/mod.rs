@@ -19,7 +19,8 @@ pub use era_boot::{EraDisableReport, EraEnableReport};
 pub use list::Entry;
 pub use remove::RemoveReport;
 pub use snapshot::{
-    CowStore, SnapState, SnapshotGroup, SnapshotMember, SnapshotRemoveReport, SnapshotRequest,
+    choose_chunk, cow_worst_case, CowStore, SnapState, SnapshotGroup, SnapshotMember,
+    SnapshotRemoveReport, SnapshotRequest, LARGE_CHUNK, SMALL_CHUNK,
 };
 
 use crate::ctl::Control;

@@ -41,24 +41,76 @@ use crate::ops::create::Undo;
 use crate::ops::Ops;
 use crate::types::{DevNo, Sectors};
 
-/// The default chunk size: 4 KiB (8 sectors), as LVM's default.
+/// The chunk for a COW slice that cannot hold the whole device: 4 KiB
+/// (8 sectors), as LVM's default.
 ///
 /// A chunk is the unit dm-snapshot copies before the first write to it.
 /// Filesystems write 4 KiB blocks scattered over the disk; with 4 KiB
 /// chunks each such write copies 4 KiB, with 64 KiB chunks up to 16 times
 /// as much.  Measured (scenario
-/// `snapshot/default-chunk-copies-least-for-scattered-writes`, kernel 6.12,
+/// `snapshot/default-chunk-follows-the-cow-store`, kernel 6.12,
 /// qemu TCG): 2000 random 4 KiB writes into a 64 MiB file used 7.4 MiB of
-/// COW with 4 KiB chunks and 55 MiB with 64 KiB chunks (7.4 times, in
-/// every run: the writes hit about 880 of the file's 1024 64 KiB chunks),
-/// but took 1.3 to 2.1 times as long (15.1 s against 7.3 s and 8.9 s
-/// against 6.3 s on 6.12, 35.1 s against 27.6 s and 29.8 s against 14.0 s
-/// on 6.1; TCG timing is noisy): twice as many copies, each with its exception committed to the
-/// COW store's metadata before the write goes on.  We choose space:
-/// a COW store that overflows loses the backup, a slower write during the
-/// backup window loses nothing.  Long sequential rewrites are better served
-/// by larger chunks; pass `chunk` for those.
-pub const DEFAULT_CHUNK: Sectors = Sectors(8);
+/// COW with 4 KiB chunks and 55 MiB with 64 KiB chunks.  A COW store that
+/// overflows loses the backup, a slower write during the backup window
+/// loses nothing: when the slice is smaller than the device, space comes
+/// first.
+pub const SMALL_CHUNK: Sectors = Sectors(8);
+
+/// The chunk for a COW slice that holds the whole device, where no
+/// workload can make it overflow: 64 KiB (128 sectors).
+///
+/// Then the choice is what the application and the backup pay.  Measured
+/// (`cargo xtask bench --parts cow`, kernel 6.12, TCG; BENCHMARKS.md "What
+/// a live snapshot costs"), against 4 KiB chunks: 20 000 first writes into
+/// a 256 MiB file cost 1.81 times the instructions of no snapshot instead
+/// of 2.13, at 0.79 of its IOPS instead of 0.58, and 1 MiB reads of the
+/// snapshot run at 0.49 of the device's speed instead of 0.06 (dm-snapshot
+/// splits every bio at chunk boundaries).  4 000 writes scattered over a
+/// 700 MiB file cost 3.49 times instead of 2.21 and copy 13 times the COW,
+/// which a slice of the device's size holds.
+pub const LARGE_CHUNK: Sectors = Sectors(128);
+
+/// The chunk [`Ops::snapshot_create`] uses for a device of `device`
+/// sectors with a COW slice of `slice` sectors when the request names
+/// none: [`LARGE_CHUNK`] if the slice holds the device's worst case with
+/// it ([`cow_worst_case`]), else [`SMALL_CHUNK`].
+///
+/// ```
+/// use blk_interposer::{choose_chunk, Sectors, LARGE_CHUNK, SMALL_CHUNK};
+/// let gib = Sectors(2 << 20);
+/// assert_eq!(choose_chunk(gib, Sectors(3 << 20), false), LARGE_CHUNK);
+/// assert_eq!(choose_chunk(gib, Sectors(1 << 20), false), SMALL_CHUNK);
+/// ```
+pub fn choose_chunk(device: Sectors, slice: Sectors, persistent: bool) -> Sectors {
+    if cow_worst_case(device, LARGE_CHUNK, persistent) <= slice {
+        LARGE_CHUNK
+    } else {
+        SMALL_CHUNK
+    }
+}
+
+/// The most COW space a snapshot of a `device`-sector device can use, with
+/// `chunk`: every chunk of the device copied once, and for a persistent
+/// store its header chunk and one metadata chunk per `chunk / 16 bytes`
+/// exceptions (dm-snapshot's on-disk exception store).
+///
+/// ```
+/// use blk_interposer::{cow_worst_case, Sectors};
+/// // 1 GiB in 4 KiB chunks: 262144 chunks, and 1 + 1024 metadata chunks
+/// assert_eq!(cow_worst_case(Sectors(2 << 20), Sectors(8), false), Sectors(2 << 20));
+/// assert_eq!(cow_worst_case(Sectors(2 << 20), Sectors(8), true), Sectors((2 << 20) + 1025 * 8));
+/// ```
+pub fn cow_worst_case(device: Sectors, chunk: Sectors, persistent: bool) -> Sectors {
+    let c = chunk.0.max(1);
+    let chunks = device.0.div_ceil(c);
+    let meta = if persistent {
+        let per_area = c * 512 / 16;
+        1 + chunks.div_ceil(per_area)
+    } else {
+        0
+    };
+    Sectors((chunks + meta) * c)
+}
 
 /// The smallest COW slice we hand to dm-snapshot: 1 MiB.
 pub const MIN_COW: Sectors = Sectors(2048);
@@ -91,9 +143,14 @@ pub struct SnapshotRequest {
     pub devices: Vec<PathBuf>,
     /// The COW store.
     pub cow: CowStore,
-    /// Chunk size: a power of two, at least 8 sectors.
-    pub chunk: Sectors,
-    /// `P` (survives a reboot of the COW store's contents) or `N`.
+    /// Chunk size: a power of two, at least 8 sectors; `None`: chosen per
+    /// device by [`choose_chunk`].
+    pub chunk: Option<Sectors>,
+    /// `P`: the exception store's metadata on the COW store too, committed
+    /// every few copies, or `N` (the default): in memory.  Nothing of ours
+    /// reassembles a snapshot after a reboot (its origin is gone with the
+    /// boot), so `P` buys only cost: measured, 25 to 45 % of the IOPS
+    /// of first writes (BENCHMARKS.md).
     pub persistent: bool,
     /// The COW devices may be overwritten although blkid finds something
     /// on them (a filesystem, a PV, a partition table).  A COW device in
@@ -102,14 +159,14 @@ pub struct SnapshotRequest {
 }
 
 impl SnapshotRequest {
-    /// A persistent snapshot of `devices` with [`DEFAULT_CHUNK`].
+    /// A transient snapshot of `devices` whose chunks [`choose_chunk`] picks.
     pub fn new(name: &str, devices: Vec<PathBuf>, cow: CowStore) -> Self {
         SnapshotRequest {
             name: name.to_string(),
             devices,
             cow,
-            chunk: DEFAULT_CHUNK,
-            persistent: true,
+            chunk: None,
+            persistent: false,
             overwrite: false,
         }
     }
@@ -152,6 +209,10 @@ pub struct SnapshotMember {
     pub chunk: Option<Sectors>,
     /// `P` (true) or `N`.
     pub persistent: Option<bool>,
+    /// The most COW space the snapshot can use: every chunk of the device
+    /// copied ([`cow_worst_case`]).  When it exceeds `cow_total`, enough
+    /// writes overflow the slice.
+    pub cow_worst: Option<Sectors>,
     /// Valid, invalid or unknown.
     pub state: SnapState,
     /// Why it is not valid.
@@ -310,6 +371,8 @@ struct Plan {
     stacked_on: Option<DevNo>,
     /// (COW store, offset, length) of its slice.
     slice: (usize, Sectors, Sectors),
+    /// Its chunk: the request's, or [`choose_chunk`]'s.
+    chunk: Sectors,
 }
 
 impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
@@ -350,13 +413,14 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
     /// Check everything that can be checked before any change.
     fn snapshot_plan(&self, req: &SnapshotRequest) -> Result<(Vec<Plan>, Vec<Store>)> {
         check_name(&req.name)?;
-        let chunk = req.chunk.0;
-        if chunk < 8 || !chunk.is_power_of_two() {
-            return Err(Error::BadRequest {
-                what: format!(
-                    "chunk size {chunk} sectors: it must be a power of two of at least 8 sectors (4 KiB)"
-                ),
-            });
+        if let Some(Sectors(chunk)) = req.chunk {
+            if chunk < 8 || !chunk.is_power_of_two() {
+                return Err(Error::BadRequest {
+                    what: format!(
+                        "chunk size {chunk} sectors: it must be a power of two of at least 8 sectors (4 KiB)"
+                    ),
+                });
+            }
         }
         if req.devices.is_empty() {
             return Err(Error::BadRequest {
@@ -458,7 +522,15 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
                 Err(e) => return Err(e),
             };
             let (store, nth) = if stores.len() == 1 { (0, i) } else { (i, 0) };
-            let len = Sectors(stores[store].size.0 / share as u64 / chunk * chunk);
+            // slices start on a multiple of the largest chunk we choose,
+            // so that either choice divides them
+            let whole = stores[store].size.0 / share as u64;
+            let align = req.chunk.unwrap_or(LARGE_CHUNK).0;
+            let len = Sectors(whole / align * align);
+            let chunk = match req.chunk {
+                Some(c) => c,
+                None => choose_chunk(self.host.sectors(dev)?, len, req.persistent),
+            };
             if len < MIN_COW {
                 return Err(Error::CowTooSmall {
                     cow: stores[store].label.clone(),
@@ -471,6 +543,7 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
                 kname,
                 stacked_on,
                 slice: (store, Sectors(len.0 * nth as u64), len),
+                chunk,
             });
         }
         Ok((plans, stores))
@@ -517,12 +590,12 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
             // A persistent store with an old header would be loaded as an
             // existing snapshot (LVM zeroes it too).
             let cow_name = dm_name(&req.name, &p.kname, cow_role);
-            self.host.zero_start(&mapper_path(&cow_name), req.chunk)?;
+            self.host.zero_start(&mapper_path(&cow_name), p.chunk)?;
             self.snapshot_dm(
                 req,
                 p,
                 Role::Snap,
-                &format!("0 {size} snapshot {base} {cow} {mode} {}", req.chunk),
+                &format!("0 {size} snapshot {base} {cow} {mode} {}", p.chunk),
                 undo,
             )?;
             let origin = self.snapshot_dm(
@@ -709,6 +782,14 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
             }
             _ => None,
         };
+        let chunk: Option<Sectors> = args.get(3).and_then(|c| c.parse().ok());
+        let persistent = args
+            .get(2)
+            .map(|m| m.eq_ignore_ascii_case("p") || m.eq_ignore_ascii_case("po"));
+        let cow_worst = match (table.as_ref(), chunk, persistent) {
+            (Some(t), Some(c), Some(pers)) => Some(cow_worst_case(t.size(), c, pers)),
+            _ => None,
+        };
         let cow_store = p.cow.as_ref().and_then(|c| {
             let d = *self.dm.deps(c.devno).ok()?.first()?;
             Some(self.device_label(d))
@@ -723,10 +804,9 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
             snapshot_path: p.snap.as_ref().map(|s| mapper_path(&s.name)),
             cow: p.cow.as_ref().map(|c| c.name.clone()),
             cow_store,
-            chunk: args.get(3).and_then(|c| c.parse().ok()),
-            persistent: args
-                .get(2)
-                .map(|m| m.eq_ignore_ascii_case("p") || m.eq_ignore_ascii_case("po")),
+            chunk,
+            persistent,
+            cow_worst,
             state: cow.state,
             reason: cow.reason,
             cow_used: cow.used,

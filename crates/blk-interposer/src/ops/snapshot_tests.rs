@@ -46,9 +46,9 @@ fn create_registers_the_snapshot_before_the_origin_takes_a_bio() {
             "dm_load bk-vdb-cow 0 8192 linear 254:32 0",
             "dm_resume bk-vdb-cow",
             "ensure_node /dev/mapper/bk-vdb-cow 253:0",
-            "zero_start /dev/mapper/bk-vdb-cow 8",
+            "zero_start /dev/mapper/bk-vdb-cow 128",
             "dm_create bk-vdb-snap INTERPOSER-SNAP-SNAP-254:16-bk",
-            "dm_load bk-vdb-snap 0 2048 snapshot 252:0 253:0 P 8",
+            "dm_load bk-vdb-snap 0 2048 snapshot 252:0 253:0 N 128",
             "dm_resume bk-vdb-snap",
             "ensure_node /dev/mapper/bk-vdb-snap 253:1",
             "dm_create bk-vdb-origin INTERPOSER-SNAP-ORIGIN-254:16-bk",
@@ -65,7 +65,10 @@ fn create_registers_the_snapshot_before_the_origin_takes_a_bio() {
     assert_eq!((d.dev, d.attached, d.state), (DEV, true, SnapState::Valid));
     assert_eq!(d.snapshot_path, Some("/dev/mapper/bk-vdb-snap".into()));
     assert_eq!(d.stacked_on, None);
-    assert_eq!((d.chunk, d.persistent), (Some(Sectors(8)), Some(true)));
+    // the 8192-sector slice holds every 64 KiB chunk of the 2048-sector
+    // device: large chunks, metadata in memory
+    assert_eq!((d.chunk, d.persistent), (Some(LARGE_CHUNK), Some(false)));
+    assert_eq!(d.cow_worst, Some(Sectors(2048)));
     assert_eq!(d.cow_store.as_deref(), Some("/dev/vdc"));
     assert_eq!(
         (d.cow_used, d.cow_total),
@@ -78,7 +81,7 @@ fn one_cow_is_split_and_one_switch_moves_the_group() {
     let m = Mock::new();
     let mut r = req(&["/dev/vdb", "/dev/vdd"], &["/dev/vdc"]);
     r.persistent = false;
-    r.chunk = Sectors(128);
+    r.chunk = Some(Sectors(128));
     let g = ops(&m).snapshot_create(&r).unwrap();
     let c = changes(&m);
     assert!(c.contains(&"dm_load bk-vdb-cow 0 4096 linear 254:32 0".to_string()));
@@ -91,6 +94,70 @@ fn one_cow_is_split_and_one_switch_moves_the_group() {
         .devices
         .iter()
         .all(|d| d.attached && d.persistent == Some(false)));
+}
+
+#[test]
+fn the_chunk_is_small_unless_the_slice_holds_the_whole_device() {
+    for (dev, persistent, slice_holds) in [
+        (8192, false, true),
+        // 8192 sectors in 64 KiB chunks need 2 more chunks for P's header and metadata
+        (8192, true, false),
+        (7936, true, true),
+        (8193, false, false),
+    ] {
+        let m = Mock::new();
+        m.sizes.borrow_mut().insert(DEV, Sectors(dev));
+        let r = SnapshotRequest {
+            persistent,
+            ..req(&["/dev/vdb"], &["/dev/vdc"])
+        };
+        let g = ops(&m).snapshot_create(&r).unwrap();
+        let d = &g.devices[0];
+        let want = if slice_holds {
+            LARGE_CHUNK
+        } else {
+            SMALL_CHUNK
+        };
+        assert_eq!(
+            d.chunk,
+            Some(want),
+            "{dev} sectors, persistent {persistent}"
+        );
+        assert_eq!(
+            d.cow_worst,
+            Some(cow_worst_case(Sectors(dev), want, persistent))
+        );
+        // the slice is all of vdc's 8192 sectors
+        assert_eq!(slice_holds, d.cow_worst <= Some(Sectors(8192)));
+    }
+}
+
+#[test]
+fn group_slices_stay_aligned_to_either_chunk() {
+    // 2 devices share 8300 sectors: 4150 each is no multiple of a 64 KiB
+    // chunk; the slices are 4096 sectors, at 0 and 4096
+    let m = Mock::new();
+    m.sizes.borrow_mut().insert(OTHER, Sectors(8300));
+    m.sizes.borrow_mut().insert(DEV, Sectors(4160));
+    let r = req(&["/dev/vdb", "/dev/vdd"], &["/dev/vdc"]);
+    let g = ops(&m).snapshot_create(&r).unwrap();
+    let c = changes(&m);
+    assert!(
+        c.contains(&"dm_load bk-vdd-cow 0 4096 linear 254:32 4096".to_string()),
+        "{c:?}"
+    );
+    // vdb (4160 sectors) does not fit its slice: 4 KiB chunks; vdd (2048) does
+    assert_eq!(g.devices[0].chunk, Some(SMALL_CHUNK));
+    assert_eq!(g.devices[1].chunk, Some(LARGE_CHUNK));
+    // an asked chunk aligns the slices to itself only: 4150 -> 4144
+    let m = Mock::new();
+    m.sizes.borrow_mut().insert(OTHER, Sectors(8300));
+    let r = SnapshotRequest {
+        chunk: Some(SMALL_CHUNK),
+        ..req(&["/dev/vdb", "/dev/vdd"], &["/dev/vdc"])
+    };
+    ops(&m).snapshot_create(&r).unwrap();
+    assert!(changes(&m).contains(&"dm_load bk-vdd-cow 0 4144 linear 254:32 4144".to_string()));
 }
 
 #[test]
@@ -181,7 +248,7 @@ fn a_snapshot_of_an_interposed_device_stacks_on_its_interposer() {
         .unwrap();
     let c = changes(&m);
     assert!(!c.iter().any(|c| c.starts_with("lower_create")), "{c:?}");
-    assert!(c.contains(&"dm_load bk-vdb-snap 0 2048 snapshot 253:7 253:0 P 8".to_string()));
+    assert!(c.contains(&"dm_load bk-vdb-snap 0 2048 snapshot 253:7 253:0 N 128".to_string()));
     assert!(c.contains(&"dm_load bk-vdb-origin 0 2048 snapshot-origin 253:7".to_string()));
     assert_eq!(c.last().unwrap(), "switch 254:16>253:2");
     assert_eq!(g.devices[0].stacked_on.as_deref(), Some("vdb-era"));
@@ -321,7 +388,7 @@ fn bad_requests_are_refused_before_any_change() {
         (req(&[], &["/dev/vdc"]), "no device"),
         (
             SnapshotRequest {
-                chunk: Sectors(12),
+                chunk: Some(Sectors(12)),
                 ..req(&["/dev/vdb"], &["/dev/vdc"])
             },
             "power of two",

@@ -41,6 +41,8 @@ fn create(args: SnapshotCreateArgs, json: bool) -> anyhow::Result<()> {
         if group.devices.len() == 1 { "" } else { "s" }
     )];
     lines.extend(output::table(&rows(std::slice::from_ref(&group))));
+    let chose = req.chunk.is_none();
+    lines.extend(group.devices.iter().map(|m| cow_line(m, chose)));
     if let Some(p) = group.devices.first().and_then(|m| m.snapshot_path.as_ref()) {
         lines.push(format!(
             "Read it, e.g. `mount -o ro,noload {} /backup` (XFS: -o ro,nouuid,norecovery); then `interposer snapshot remove {}`.",
@@ -58,8 +60,8 @@ fn request(args: SnapshotCreateArgs) -> SnapshotRequest {
         format!("snap-{}", Path::new(first).display())
     });
     SnapshotRequest {
-        chunk: Sectors(args.chunk_size),
-        persistent: !args.transient,
+        chunk: args.chunk_size.map(Sectors),
+        persistent: args.persistent,
         overwrite: args.yes,
         ..SnapshotRequest::new(&name, args.devices, cow_store(args.cow))
     }
@@ -139,6 +141,37 @@ fn rows(groups: &[SnapshotGroup]) -> Vec<Vec<String>> {
     rows
 }
 
+/// The chunk a member got, and what its COW slice can take.
+fn cow_line(m: &SnapshotMember, chose: bool) -> String {
+    let chunk = m.chunk.map_or_else(|| "?".into(), |c| output::size(c.0));
+    let how = match (chose, m.cow_worst, m.cow_total) {
+        (false, ..) => "as asked".to_string(),
+        (true, Some(w), Some(t)) if w <= t => format!(
+            "chosen: the COW slice, {}, holds every chunk of the device, {}",
+            output::size(t.0),
+            output::size(w.0)
+        ),
+        (true, ..) => "chosen: the COW slice is smaller than the device".to_string(),
+    };
+    let store = match m.persistent {
+        Some(true) => "metadata on the COW store (P)",
+        _ => "metadata in memory (N)",
+    };
+    let worst = match (m.cow_worst, m.cow_total) {
+        (Some(w), Some(t)) if w > t => format!(
+            "; worst case {} of COW against {}: size it for the writes while the snapshot lives",
+            output::size(w.0),
+            output::size(t.0)
+        ),
+        (Some(w), _) => format!(
+            "; worst case {} of COW, it cannot overflow",
+            output::size(w.0)
+        ),
+        _ => String::new(),
+    };
+    format!("{}: chunk {chunk} ({how}), {store}{worst}.", m.device)
+}
+
 fn used(m: &SnapshotMember) -> String {
     match (m.cow_used, m.cow_total, m.cow_used_percent) {
         (Some(u), Some(t), Some(p)) => {
@@ -202,8 +235,9 @@ mod tests {
                 cow_file: cow_file.map(Into::into),
                 cow_size: cow_file.map(|_| 8192),
             },
-            chunk_size: 8,
-            transient: true,
+            chunk_size: None,
+            persistent: false,
+            transient: false,
             yes: false,
         }
     }
@@ -213,8 +247,13 @@ mod tests {
         let r = request(args(None, None));
         assert_eq!(r.name, "snap-vdb1");
         assert_eq!(r.cow, CowStore::Devices(vec!["/dev/vdc".into()]));
-        assert!(!r.persistent);
-        let r = request(args(Some("bk"), Some("/var/tmp/bk.cow")));
+        assert_eq!((r.chunk, r.persistent), (None, false));
+        let r = request(SnapshotCreateArgs {
+            chunk_size: Some(128),
+            persistent: true,
+            ..args(Some("bk"), Some("/var/tmp/bk.cow"))
+        });
+        assert_eq!((r.chunk, r.persistent), (Some(Sectors(128)), true));
         assert_eq!(r.name, "bk");
         assert_eq!(
             r.cow,
@@ -239,6 +278,7 @@ mod tests {
             cow_store: Some("/dev/vdc".into()),
             chunk: Some(Sectors(8)),
             persistent: Some(true),
+            cow_worst: Some(Sectors(1 << 20)),
             state: SnapState::Valid,
             reason: None,
             cow_used: Some(Sectors(2048)),
@@ -258,13 +298,32 @@ mod tests {
             devices: vec![m, bad],
         };
         assert_eq!(
-            output::table(&rows(&[g])),
+            output::table(&rows(std::slice::from_ref(&g))),
             [
                 "GROUP  DEVICE     SNAPSHOT                  COW-STORE  COW-USED                    STATE",
                 "bk     /dev/vdb1  /dev/mapper/bk-vdb1-snap  /dev/vdc   1.0 MiB / 128.0 MiB (0.8%)  valid",
                 "bk     /dev/vdb1  /dev/mapper/bk-vdb1-snap  /dev/vdc   -                           invalid: COW store full (overflow)",
             ]
         );
+        assert_eq!(
+            cow_line(&g.devices[0], true),
+            "/dev/vdb1: chunk 4.0 KiB (chosen: the COW slice is smaller than the device), \
+             metadata on the COW store (P); worst case 512.0 MiB of COW against 128.0 MiB: \
+             size it for the writes while the snapshot lives."
+        );
+        let roomy = SnapshotMember {
+            chunk: Some(Sectors(128)),
+            persistent: Some(false),
+            cow_worst: Some(Sectors(131072)),
+            ..g.devices[0].clone()
+        };
+        assert_eq!(
+            cow_line(&roomy, true),
+            "/dev/vdb1: chunk 64.0 KiB (chosen: the COW slice, 128.0 MiB, holds every chunk of \
+             the device, 64.0 MiB), metadata in memory (N); worst case 64.0 MiB of COW, it \
+             cannot overflow."
+        );
+        assert!(cow_line(&roomy, false).contains("(as asked)"));
     }
 
     #[test]
