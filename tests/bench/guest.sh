@@ -8,7 +8,7 @@
 # Parameters on the kernel command line: bench.rounds=N bench.ios=N (I/Os of one 4k job;
 # 1M jobs do N/4) bench.calib=N (insn-marker loop length) bench.cow=MiB (snapshot writes per
 # run) bench.stall=SECONDS (one writer run around an attach)
-# bench.parts=calib,matrix,snap,cow,stall bench.profile=1 (hand over the kernel's symbols
+# bench.parts=calib,matrix,snap,stall[,cow] bench.profile=1 (hand over the kernel's symbols
 # for the plugin's profile: `cargo xtask bench --profile`) bench.cowrounds=N (rounds of the
 # snapshot-cost part) bench.cowconfigs=a,b,... (its snapshot configurations, `_cow_args`).
 #
@@ -44,7 +44,7 @@ PROFILE=$(_arg profile)
 COWROUNDS=$(_arg cowrounds)
 COWCONFIGS=$(_arg cowconfigs)
 : "${ROUNDS:=3}" "${IOS:=2048}" "${CALIB:=20000000}" "${COW:=8}" "${STALL:=3}"
-: "${PARTS:=calib,matrix,snap,cow,stall}" "${COWROUNDS:=3}"
+: "${PARTS:=calib,matrix,snap,stall}" "${COWROUNDS:=3}"
 : "${COWCONFIGS:=none,default,4k-P,4k,8k,16k,32k,256k}"
 
 _have_program fio insn-marker interposer dmsetup

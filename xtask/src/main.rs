@@ -133,7 +133,8 @@ enum Task {
         /// Short runs and 3 rounds, for development.
         #[arg(long)]
         quick: bool,
-        /// Only these parts of the guest script: comma-separated calib,matrix,snap,cow,stall.
+        /// Only these parts of the guest script: comma-separated calib,matrix,snap,stall (the
+        /// default), and cow: what a live snapshot costs the application (~9 min a round).
         #[arg(long)]
         parts: Option<String>,
         /// Rounds of the snapshot-cost part (`cow`; default 3, or 1 with --quick).

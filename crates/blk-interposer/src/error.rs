@@ -566,7 +566,7 @@ pub enum Error {
         devices: usize,
     },
     /// A COW store too small for its share.
-    #[error("the COW store {cow} leaves {have} sectors for each device, less than {need} (1 MiB): use a bigger COW store, one --cow per device, or fewer devices")]
+    #[error("the COW store {cow} leaves {have} sectors for each device, less than {need} (2 MiB: 1 MiB kept zeroed at its start, 1 MiB for copies): use a bigger COW store, one --cow per device, or fewer devices")]
     CowTooSmall {
         /// The COW store.
         cow: String,

@@ -11,10 +11,17 @@
 # How:
 # 1. ext4 on /dev/vdb (512 MiB) with a 64 MiB file; the same fio job (2000
 #    random 4 KiB O_DIRECT writes, fixed seed) under a snapshot with COW on
-#    /dev/vdc (256 MiB) with 4K, 64K and no chunk option: the default must be
-#    4K, `N`, use exactly the COW of the explicit 4K run, and less than 64K.
+#    /dev/vdc (256 MiB) with 4K, 64K and no chunk option: the default's table
+#    must say 4K and `N`, and 4K and the default must each use less COW than
+#    64K.  (The default's use is not compared with 4K's to the sector: ext4's
+#    own writes, journal commits every 5 s, differ by a few chunks from run
+#    to run, e.g. 15128 against 15160 sectors.)
 #    Under TCG 4K used about 15250 sectors and 64K about 112900 (7.4 times:
-#    the writes hit about 880 of the 1024 64 KiB chunks).
+#    the writes hit about 880 of the 1024 64 KiB chunks).  After each run
+#    `blkid -p /dev/vdc` must find nothing: ext4's unfreeze rewrites its
+#    superblock, so the first copy is vdb's first chunk, and the COW store
+#    must not show it as a second ext4 with vdb's UUID (create keeps the
+#    first MiB of each slice zeroed and away from dm-snapshot).
 # 2. /dev/vde (32 MiB) with COW on /dev/vdc: the default is 64K, `N`, and the
 #    worst case is the device, 65536 sectors.  Then every sector of vde is
 #    overwritten: the COW use must be exactly 65536 sectors, the snapshot
@@ -26,7 +33,7 @@ DESCRIPTION="the default chunk is 4 KiB for a COW slice smaller than the device,
 . /tests/common/rc
 set -e
 
-_have_program fio sha256sum
+_have_program fio sha256sum blkid
 _have_module dm_snapshot
 _load_module
 
@@ -46,6 +53,9 @@ for _chunk in 4K 64K default; do
 		_fail "fio failed"
 	_used=$(_snap_field ck /dev/vdb cow_used)
 	[ "$(_snap_field ck /dev/vdb state)" = valid ] || _fail "the $_chunk snapshot is not valid"
+	_rc=0
+	_seen=$(blkid -p /dev/vdc 2>&1) || _rc=$?
+	[ "$_rc" = 2 ] || _fail "blkid finds something on the COW store ($_chunk, rc $_rc): $_seen"
 	[ "$(_snap_field ck /dev/vdb persistent)" = false ] || _fail "the $_chunk snapshot is not N"
 	_log "chunk $_chunk: COW in use $_used sectors after 2000 random 4 KiB writes"
 	echo "SNAPSHOT-CHUNK-FIGURES kernel=$(uname -r) chunk=$_chunk cow_used_sectors=$_used"
@@ -59,7 +69,7 @@ for _chunk in 4K 64K default; do
 	interposer snapshot remove ck >/dev/null
 done
 _snap_gone ck
-[ "$USED_default" = "$USED_4K" ] || _fail "the default used $USED_default sectors, 4 KiB chunks $USED_4K"
+[ "$USED_default" -lt "$USED_64K" ] || _fail "the default used $USED_default sectors, 64 KiB chunks $USED_64K"
 [ "$USED_4K" -lt "$USED_64K" ] || _fail "4 KiB chunks used $USED_4K sectors, 64 KiB chunks $USED_64K"
 _log "64 KiB chunks used $(echo "$USED_4K $USED_64K" | awk '{ printf "%.1f", $2 / $1 }') times the COW of 4 KiB chunks"
 umount /mnt

@@ -78,9 +78,13 @@ interposer snapshot ls
 for _d in /dev/vdb1 /dev/vdb2; do
 	[ "$(_snap_field grp "$_d" state)" = valid ] || _fail "the snapshot of $_d is not valid"
 done
-_half=$(($(blockdev --getsz /dev/vdc) / 2 / 8 * 8))
-dmsetup table grp-vdb2-cow | grep -q " $_half\$" ||
-	_fail "vdb2's COW slice does not start half way into /dev/vdc: $(dmsetup table grp-vdb2-cow)"
+# one half of /dev/vdc each, less the first MiB of each half that create keeps zeroed
+_half=$(($(blockdev --getsz /dev/vdc) / 2 / 128 * 128))
+_vdc=$(cat /sys/class/block/vdc/dev)
+[ "$(dmsetup table grp-vdb1-cow)" = "0 $((_half - 2048)) linear $_vdc 2048" ] ||
+	_fail "vdb1's COW slice is not the first half of /dev/vdc: $(dmsetup table grp-vdb1-cow)"
+[ "$(dmsetup table grp-vdb2-cow)" = "0 $((_half - 2048)) linear $_vdc $((_half + 2048))" ] ||
+	_fail "vdb2's COW slice is not the second half of /dev/vdc: $(dmsetup table grp-vdb2-cow)"
 
 _fsck_ext4 /dev/mapper/grp-vdb1-snap
 _fsck_ext4 /dev/mapper/grp-vdb2-snap

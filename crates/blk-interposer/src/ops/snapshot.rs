@@ -60,20 +60,20 @@ pub const SMALL_CHUNK: Sectors = Sectors(8);
 /// workload can make it overflow: 64 KiB (128 sectors).
 ///
 /// Then the choice is what the application and the backup pay.  Measured
-/// (`cargo xtask bench --parts cow`, kernel 6.12, TCG; BENCHMARKS.md "What
-/// a live snapshot costs"), against 4 KiB chunks: 20 000 first writes into
-/// a 256 MiB file cost 1.81 times the instructions of no snapshot instead
-/// of 2.13, at 0.79 of its IOPS instead of 0.58, and 1 MiB reads of the
-/// snapshot run at 0.49 of the device's speed instead of 0.06 (dm-snapshot
-/// splits every bio at chunk boundaries).  4 000 writes scattered over a
-/// 700 MiB file cost 3.49 times instead of 2.21 and copy 13 times the COW,
-/// which a slice of the device's size holds.
+/// (`cargo xtask bench --parts cow`, 6.12 and 6.1, TCG, 3 rounds;
+/// BENCHMARKS.md "What a live snapshot costs"), against 4 KiB chunks:
+/// 20 000 first writes into a 256 MiB file cost 1.77 times the
+/// instructions of no snapshot instead of 2.08, and 1 MiB reads of the
+/// snapshot run at 0.29-0.39 of the device's speed instead of 0.02-0.04
+/// (dm-snapshot splits every bio at chunk boundaries).  4 000 writes
+/// scattered over a 700 MiB file cost 3.16 times instead of 1.95 and copy
+/// 13 times the COW, which a slice of the device's size holds.
 pub const LARGE_CHUNK: Sectors = Sectors(128);
 
 /// The chunk [`Ops::snapshot_create`] uses for a device of `device`
 /// sectors with a COW slice of `slice` sectors when the request names
-/// none: [`LARGE_CHUNK`] if the slice holds the device's worst case with
-/// it ([`cow_worst_case`]), else [`SMALL_CHUNK`].
+/// none: [`LARGE_CHUNK`] if the slice, less [`COW_RESERVED`], holds the
+/// device's worst case with it ([`cow_worst_case`]), else [`SMALL_CHUNK`].
 ///
 /// ```
 /// use blk_interposer::{choose_chunk, Sectors, LARGE_CHUNK, SMALL_CHUNK};
@@ -82,7 +82,7 @@ pub const LARGE_CHUNK: Sectors = Sectors(128);
 /// assert_eq!(choose_chunk(gib, Sectors(1 << 20), false), SMALL_CHUNK);
 /// ```
 pub fn choose_chunk(device: Sectors, slice: Sectors, persistent: bool) -> Sectors {
-    if cow_worst_case(device, LARGE_CHUNK, persistent) <= slice {
+    if cow_worst_case(device, LARGE_CHUNK, persistent).0 + COW_RESERVED.0 <= slice.0 {
         LARGE_CHUNK
     } else {
         SMALL_CHUNK
@@ -112,8 +112,20 @@ pub fn cow_worst_case(device: Sectors, chunk: Sectors, persistent: bool) -> Sect
     Sectors((chunks + meta) * c)
 }
 
-/// The smallest COW slice we hand to dm-snapshot: 1 MiB.
-pub const MIN_COW: Sectors = Sectors(2048);
+/// The start of every COW slice that dm-snapshot never gets: 1 MiB, zeroed
+/// by `create`.
+///
+/// dm-snapshot's transient store puts its first copy at the start of its
+/// device.  When that is the origin's first chunk, the COW store would show
+/// blkid, udev and LVM the origin's filesystem or PV, UUID and all: a
+/// second device with the UUID that `/etc/fstab` mounts, or a duplicate PV.
+/// blkid's probes look within the first megabyte (ext4 at 1 KiB, md 1.2 and
+/// bcache at 4 KiB, btrfs at 64 KiB, ZFS labels up to 512 KiB); zeroing it
+/// also wipes what the store held before.
+pub const COW_RESERVED: Sectors = Sectors(2048);
+
+/// The smallest COW slice: [`COW_RESERVED`] and 1 MiB for copies.
+pub const MIN_COW: Sectors = Sectors(4096);
 
 /// Every uuid of a snapshot group starts with this.
 pub const UUID_PREFIX: &str = "INTERPOSER-SNAP-";
@@ -149,8 +161,8 @@ pub struct SnapshotRequest {
     /// `P`: the exception store's metadata on the COW store too, committed
     /// every few copies, or `N` (the default): in memory.  Nothing of ours
     /// reassembles a snapshot after a reboot (its origin is gone with the
-    /// boot), so `P` buys only cost: measured, 25 to 45 % of the IOPS
-    /// of first writes (BENCHMARKS.md).
+    /// boot), so `P` buys only cost: measured, 17 % more instructions per
+    /// first write and 12 to 52 % of its IOPS (BENCHMARKS.md).
     pub persistent: bool,
     /// The COW devices may be overwritten although blkid finds something
     /// on them (a filesystem, a PV, a partition table).  A COW device in
@@ -587,10 +599,21 @@ impl<K: Kernel, D: DeviceMapper, H: Host> Ops<K, D, H> {
                 &format!("0 {len} linear {store} {offset}"),
                 undo,
             )?;
-            // A persistent store with an old header would be loaded as an
-            // existing snapshot (LVM zeroes it too).
+            // Zero the slice's start, then keep it from dm-snapshot
+            // (COW_RESERVED): no copy of the origin's first chunk there for
+            // blkid to find, and no old header for a persistent store to
+            // load as an existing snapshot (LVM zeroes it too).
             let cow_name = dm_name(&req.name, &p.kname, cow_role);
-            self.host.zero_start(&mapper_path(&cow_name), p.chunk)?;
+            self.host
+                .zero_start(&mapper_path(&cow_name), COW_RESERVED)?;
+            let copies: Table = format!(
+                "0 {} linear {store} {}",
+                len.0 - COW_RESERVED.0,
+                offset.0 + COW_RESERVED.0
+            )
+            .parse()?;
+            self.dm.load(&cow_name, &copies)?;
+            self.dm.resume(&cow_name)?;
             self.snapshot_dm(
                 req,
                 p,

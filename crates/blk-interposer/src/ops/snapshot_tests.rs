@@ -46,7 +46,9 @@ fn create_registers_the_snapshot_before_the_origin_takes_a_bio() {
             "dm_load bk-vdb-cow 0 8192 linear 254:32 0",
             "dm_resume bk-vdb-cow",
             "ensure_node /dev/mapper/bk-vdb-cow 253:0",
-            "zero_start /dev/mapper/bk-vdb-cow 128",
+            "zero_start /dev/mapper/bk-vdb-cow 2048",
+            "dm_load bk-vdb-cow 0 6144 linear 254:32 2048",
+            "dm_resume bk-vdb-cow",
             "dm_create bk-vdb-snap INTERPOSER-SNAP-SNAP-254:16-bk",
             "dm_load bk-vdb-snap 0 2048 snapshot 252:0 253:0 N 128",
             "dm_resume bk-vdb-snap",
@@ -99,11 +101,12 @@ fn one_cow_is_split_and_one_switch_moves_the_group() {
 #[test]
 fn the_chunk_is_small_unless_the_slice_holds_the_whole_device() {
     for (dev, persistent, slice_holds) in [
-        (8192, false, true),
-        // 8192 sectors in 64 KiB chunks need 2 more chunks for P's header and metadata
-        (8192, true, false),
-        (7936, true, true),
-        (8193, false, false),
+        // vdc's 8192 sectors less the reserved 2048 hold 6144
+        (6144, false, true),
+        // 6144 sectors in 64 KiB chunks need 2 more chunks for P's header and metadata
+        (6144, true, false),
+        (5888, true, true),
+        (6145, false, false),
     ] {
         let m = Mock::new();
         m.sizes.borrow_mut().insert(DEV, Sectors(dev));
@@ -127,8 +130,7 @@ fn the_chunk_is_small_unless_the_slice_holds_the_whole_device() {
             d.cow_worst,
             Some(cow_worst_case(Sectors(dev), want, persistent))
         );
-        // the slice is all of vdc's 8192 sectors
-        assert_eq!(slice_holds, d.cow_worst <= Some(Sectors(8192)));
+        assert_eq!(slice_holds, d.cow_worst <= Some(Sectors(8192 - 2048)));
     }
 }
 
@@ -402,7 +404,7 @@ fn bad_requests_are_refused_before_any_change() {
                     size: Sectors(1000),
                 },
             ),
-            "less than 2048 (1 MiB)",
+            "less than 4096 (2 MiB",
         ),
     ];
     for (r, want) in cases {
