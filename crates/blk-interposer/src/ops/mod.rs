@@ -20,7 +20,7 @@ pub use list::Entry;
 pub use remove::RemoveReport;
 pub use snapshot::{
     choose_chunk, cow_worst_case, CowStore, SnapState, SnapshotGroup, SnapshotMember,
-    SnapshotRemoveReport, SnapshotRequest, LARGE_CHUNK, SMALL_CHUNK,
+    SnapshotRemoveReport, SnapshotRequest, COW_RESERVED, LARGE_CHUNK, SMALL_CHUNK,
 };
 
 use crate::ctl::Control;

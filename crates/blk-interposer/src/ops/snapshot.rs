@@ -6,7 +6,7 @@
 //!
 //! | dm name | table | uuid |
 //! |---|---|---|
-//! | `NAME-k-cow` | `linear STORE OFFSET`: this device's slice of the COW store | `INTERPOSER-SNAP-COW-MAJ:MIN-NAME` (`COWLOOP` on a loop device we made) |
+//! | `NAME-k-cow` | `linear STORE OFFSET`: this device's slice of the COW store, less its first MiB ([`COW_RESERVED`]) | `INTERPOSER-SNAP-COW-MAJ:MIN-NAME` (`COWLOOP` on a loop device we made) |
 //! | `NAME-k-snap` | `snapshot BASE NAME-k-cow P\|N CHUNK`: the image to read | `INTERPOSER-SNAP-SNAP-MAJ:MIN-NAME` |
 //! | `NAME-k-origin` | `snapshot-origin BASE`: DEV's interposer from now on | `INTERPOSER-SNAP-ORIGIN-MAJ:MIN-NAME` |
 //!
@@ -15,8 +15,9 @@
 //! top of `X`, which keeps seeing every write.  `ls` and `remove` find a group
 //! from these uuids and the tables alone; there is no state file.
 //!
-//! Each COW slice's first chunk is zeroed: dm-snapshot would take an old
-//! header there for a snapshot to load.
+//! Each COW slice's first MiB is zeroed and kept from dm-snapshot
+//! ([`COW_RESERVED`]): no copy of the device's first chunk for blkid to
+//! find there, and no old header for a persistent store to load.
 //!
 //! The order of `create` keeps the origin from ever taking a write without
 //! its snapshot registered: slice, snapshot (resumed: registered with BASE),
