@@ -596,7 +596,7 @@ fn cow_curve(r: &Report) -> String {
         "2nd insn",
         "sparse insn",
         "sparse IOPS",
-        "read MB/s",
+        "snap read",
         "COW dense",
         "COW sparse"
     );
@@ -725,5 +725,68 @@ mod tests {
         assert!(Target::AtLeast(0.98).met(0.99));
         assert!(!Target::AtLeast(0.98).met(0.97));
         assert_eq!(Target::AtLeast(0.98).text(), ">= 0.98");
+    }
+
+    #[test]
+    fn cow_part_compares_with_no_snapshot_and_judges_the_default() {
+        let mut samples = Vec::new();
+        for round in [1, 2] {
+            for (config, dense, sparse) in [
+                ("none", 20_000, 20_000),
+                ("default", 36_000, 60_000),
+                ("4k", 42_000, 40_000),
+            ] {
+                for (workload, insns) in [("dense", dense), ("sparse", sparse)] {
+                    samples.push(Sample {
+                        part: "cow".into(),
+                        devset: "virtio".into(),
+                        workload: workload.into(),
+                        ..sample(config, round, 1000.0, insns * 1000)
+                    });
+                }
+            }
+        }
+        let cow = |config: &str, sectors: u64, round: u32| CowUse {
+            config: config.into(),
+            workload: "sparse".into(),
+            round,
+            sectors,
+            chunk: if config == "4k" { 8 } else { 128 },
+        };
+        let results = Results {
+            samples,
+            cow: vec![
+                cow("default", 400, 1),
+                cow("4k", 32, 1),
+                cow("default", 416, 2),
+                cow("4k", 32, 2),
+            ],
+            ..Default::default()
+        };
+        let r = build("6.12", "6.12.0", 2, false, results);
+        let get = |num: &str, den: &str, workload: &str, metric: Metric| {
+            r.ratios
+                .iter()
+                .find(|x| {
+                    x.num == num && x.den == den && x.workload == workload && x.metric == metric
+                })
+                .unwrap_or_else(|| panic!("no {num}/{den} {workload} {metric:?}"))
+        };
+        let d = get("default", "none", "dense", Metric::InsnPerIo);
+        assert!((d.ratio.median - 1.8).abs() < 1e-9);
+        assert_eq!(
+            (d.target, d.verdict()),
+            (Some(Target::AtMost(1.3)), Some(false))
+        );
+        let k = get("4k", "none", "sparse", Metric::InsnPerIo);
+        assert!((k.ratio.median - 2.0).abs() < 1e-9);
+        assert_eq!(k.target, None, "targets are the default's only");
+        let c = get("default", "4k", "sparse", Metric::Cow);
+        assert!((c.ratio.median - 12.75).abs() < 1e-9);
+        assert_eq!(c.verdict(), Some(false));
+        assert_eq!(r.chunk_kib["default"], 64);
+        assert!((r.cow["4k"]["sparse"].median - 32.0 / 2048.0).abs() < 1e-12);
+        let curve = cow_curve(&r);
+        assert!(curve.contains("default      64K       1.80x"), "{curve}");
     }
 }
