@@ -85,7 +85,7 @@ _c=$(_snap_field big /dev/vde chunk)
 [ "$(_snap_field big /dev/vde persistent)" = false ] || _fail "the default snapshot is not N"
 [ "$(_snap_field big /dev/vde cow_worst)" = 65536 ] ||
 	_fail "worst case $(_snap_field big /dev/vde cow_worst) sectors, not the device's 65536"
-grep -q "chunk 64.0 KiB (chosen: the COW slice, .*, holds every chunk of the device, 32.0 MiB).*cannot overflow" /tmp/create.txt ||
+grep -q "chunk 64.0 KiB (chosen: the COW slice, .*, holds every chunk of the device), .*; worst case 32.0 MiB of COW, it cannot overflow" /tmp/create.txt ||
 	_fail "create does not say the chunk it chose and why"
 dd if=/dev/urandom of=/tmp/new bs=1M count=32 2>/dev/null
 dd if=/tmp/new of=/dev/vde bs=1M oflag=direct 2>/dev/null

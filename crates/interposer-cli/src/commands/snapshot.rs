@@ -147,9 +147,8 @@ fn cow_line(m: &SnapshotMember, chose: bool) -> String {
     let how = match (chose, m.cow_worst, m.cow_total) {
         (false, ..) => "as asked".to_string(),
         (true, Some(w), Some(t)) if w <= t => format!(
-            "chosen: the COW slice, {}, holds every chunk of the device, {}",
-            output::size(t.0),
-            output::size(w.0)
+            "chosen: the COW slice, {}, holds every chunk of the device",
+            output::size(t.0)
         ),
         (true, ..) => "chosen: the COW slice is smaller than the device".to_string(),
     };
@@ -320,8 +319,8 @@ mod tests {
         assert_eq!(
             cow_line(&roomy, true),
             "/dev/vdb1: chunk 64.0 KiB (chosen: the COW slice, 128.0 MiB, holds every chunk of \
-             the device, 64.0 MiB), metadata in memory (N); worst case 64.0 MiB of COW, it \
-             cannot overflow."
+             the device), metadata in memory (N); worst case 64.0 MiB of COW, it cannot \
+             overflow."
         );
         assert!(cow_line(&roomy, false).contains("(as asked)"));
     }
