@@ -167,6 +167,11 @@ fn bench_one(
     if opts.profile {
         plugin_arg.push_str(&format!(",profile={}", prof.display()));
     }
+    // the snapshot-cost part runs only when asked for (not in the guest's default parts)
+    let cow = opts
+        .parts
+        .as_deref()
+        .is_some_and(|p| p.split(',').any(|x| x == "cow"));
     let cfg = VmConfig {
         kernel: k,
         initramfs: initrd,
@@ -177,7 +182,12 @@ fn bench_one(
         // generous: 9 rounds take ~15 min on an idle 2-core host, a round of the
         // snapshot-cost part ~10 min
         timeout: Duration::from_secs(
-            600 + 300 * u64::from(params.rounds) + 1200 * u64::from(params.cow_rounds),
+            600 + 300 * u64::from(params.rounds)
+                + if cow {
+                    1200 * u64::from(params.cow_rounds)
+                } else {
+                    0
+                },
         ),
         extra: QemuExtra {
             accel: Some("tcg,thread=single".into()),
@@ -185,7 +195,7 @@ fn bench_one(
             append: params.append(opts),
             // vdf: the snapshot-cost part's ext4 (a 256 MiB and a 700 MiB file), vdg: its
             // COW store, larger than vdf
-            scratch_mib: vec![1280, 1536],
+            scratch_mib: if cow { vec![1280, 1536] } else { Vec::new() },
             args: vec!["-plugin".into(), plugin_arg],
             ..Default::default()
         },
