@@ -288,6 +288,7 @@ struct interposer_release {
 static DEFINE_SPINLOCK(interposer_release_lock);
 /* Started by this command's switch; under interposer_mutex. */
 static LIST_HEAD(interposer_releases);
+/* Unbound: these releases, and the hook's unregistration after its linger. */
 struct workqueue_struct *interposer_release_wq;
 
 static void interposer_release_free(struct interposer_release *rel)

@@ -85,6 +85,18 @@ static inline int interposer_thaw(struct block_device *bdev)
 }
 
 /*
+ * 6.17 added WQ_PERCPU, for a workqueue bound to the CPU that queues, which
+ * was the default until then; newer kernels warn at alloc_workqueue() when a
+ * queue names neither it nor WQ_UNBOUND.  It is an enum constant, hence the
+ * version test.
+ */
+#if KERNEL_VERSION(6, 17, 0) <= LINUX_VERSION_CODE
+#define INTERPOSER_WQ_PERCPU	WQ_PERCPU
+#else
+#define INTERPOSER_WQ_PERCPU	0
+#endif
+
+/*
  * End a freeze begun with blk_freeze_queue_start().  6.14 made
  * blk_mq_unfreeze_queue() restore the memalloc flags that
  * blk_mq_freeze_queue() saved; a freeze started by hand saved none.

@@ -600,8 +600,9 @@ void interposer_hook_put(void)
 	lockdep_assert_held(&interposer_mutex);
 	if (--interposer_hook_users)
 		return;
-	schedule_delayed_work(&interposer_hook_idle_work,
-			      msecs_to_jiffies(hook_linger_ms));
+	/* Not system_wq: 6.17 deprecated it, and 7.2 warns when it is used. */
+	queue_delayed_work(interposer_release_wq, &interposer_hook_idle_work,
+			   msecs_to_jiffies(hook_linger_ms));
 }
 
 /*

@@ -173,7 +173,8 @@ static int __init interposer_init(void)
 {
 	int ret;
 
-	interposer_wq = alloc_workqueue("blk_interposer", WQ_MEM_RECLAIM, 0);
+	interposer_wq = alloc_workqueue("blk_interposer",
+					WQ_MEM_RECLAIM | INTERPOSER_WQ_PERCPU, 0);
 	if (!interposer_wq)
 		return -ENOMEM;
 	interposer_release_wq = alloc_workqueue("blk_interposer_release", WQ_UNBOUND, 0);
