@@ -291,7 +291,10 @@ fn install_modules(stage: &Path, kernel: &Kernel) -> Result<()> {
     let mut missing = Vec::new();
     let mut files = Vec::new();
     for module in MODULES {
+        // -d: a newer kernel's modules are in its debootstrap root (`/` is the host's).
         let out = Command::new("modprobe")
+            .arg("-d")
+            .arg(&kernel.root)
             .args(["-S", release, "--show-depends", module])
             .output()
             .context("running modprobe --show-depends (is kmod installed?)")?;
@@ -324,7 +327,11 @@ fn install_modules(stage: &Path, kernel: &Kernel) -> Result<()> {
         } else {
             (name.as_ref(), None)
         };
-        let dst = stage.join(plain.trim_start_matches('/'));
+        // modprobe -d prints ROOT/lib/modules/...: the guest's path is below ROOT.
+        let inside = Path::new(plain)
+            .strip_prefix(&kernel.root)
+            .unwrap_or(Path::new(plain));
+        let dst = stage.join(inside);
         fs::create_dir_all(dst.parent().expect("module path has a parent"))?;
         match decompressor {
             Some(tool) => {

@@ -24,12 +24,13 @@ pub struct BuildTree {
 }
 
 impl BuildTree {
-    /// An installed kernel's tree, built with the host's tools.
+    /// A kernel's tree: an installed one built with the host's tools, a newer one in its
+    /// debootstrap root with that root's.
     pub fn installed(kernel: &Kernel) -> Self {
         BuildTree {
             release: kernel.release.clone(),
             dir: kernel.build_dir(),
-            chroot: None,
+            chroot: kernel.in_chroot().then(|| kernel.root.clone()),
         }
     }
 

@@ -11,6 +11,7 @@ mod package;
 mod report;
 mod scenario;
 mod setup;
+mod support;
 mod system;
 mod test;
 mod vm;
@@ -51,7 +52,8 @@ enum Task {
     /// or changed (an implicit declaration, too few/many arguments, an unknown type, an
     /// undeclared constant, a missing member).
     Kmod {
-        /// 6.1, 6.12, all, an exact installed release, or DIR: any kernel headers tree,
+        /// 6.1, 6.12, trixie-backports, sid, all (those four), an exact release, or DIR: any
+        /// kernel headers tree,
         /// e.g. /lib/modules/RELEASE/build. A DIR inside a Debian root that has its own
         /// /usr/bin/make and /usr/bin/gcc* (CHROOT/usr/src/linux-headers-RELEASE) is built
         /// there, with `chroot CHROOT make` (as root) on a copy of kmod/ in CHROOT/tmp, for
@@ -89,8 +91,12 @@ enum Task {
     /// Setup, unit tests, every matching busybox scenario in its own VM on each kernel, then
     /// the matching full-system scenarios (tests/system) in one Debian boot per kernel.
     Test {
-        /// 6.1, 6.12, all, or an exact installed release.
-        #[arg(long, default_value = "all")]
+        /// default: every scenario on Debian 12's 6.1 and 6.12, and those marked
+        /// `# KERNELS: all` on the newest of trixie-backports and sid (kernels that `setup`
+        /// unpacks into debootstrap roots); all: every scenario on all four; or one of 6.1,
+        /// 6.12, trixie-backports, sid, or an exact release (every scenario on it). The
+        /// full-system tier boots Debian 12's kernels only.
+        #[arg(long, default_value = kernel::STANDARD, verbatim_doc_comment)]
         kernel: String,
         /// VMs at a time (2 TCG VMs on 2 cores finish ~1.3-1.5x sooner than 1); in the
         /// system tier, kernels booted at a time.
@@ -124,7 +130,7 @@ enum Task {
     /// Measure the interposer's cost in a VM: throughput and guest instructions per I/O
     /// (qemu plugin), writer stalls of attach/detach, live snapshots. See BENCHMARKS.md.
     Bench {
-        /// 6.1, 6.12, all, or an exact installed release.
+        /// 6.1, 6.12, trixie-backports, sid, all (those four), or an exact release.
         #[arg(long, default_value = kernel::DEFAULT)]
         kernel: String,
         /// Rounds (default 9, or 3 with --quick).
@@ -290,7 +296,7 @@ fn run(cli: Cli) -> Result<bool> {
             ])?;
             checkpatch::run(&root)?;
             cargo(&["test", "--workspace"])?;
-            return run_tiers(&root, "all", test::DEFAULT_JOBS, &[], false);
+            return run_tiers(&root, kernel::STANDARD, test::DEFAULT_JOBS, &[], false);
         }
         Task::Package => {
             package::run(&root)?;

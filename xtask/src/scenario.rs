@@ -37,6 +37,9 @@ pub struct Scenario {
     pub timeout: Duration,
     /// `# ACCEL: tcg,thread=multi`: the scenario's `-accel`, unless $XTASK_ACCEL is set.
     pub accel: Option<String>,
+    /// `# KERNELS: all`: in the representative subset that `test` (and CI) runs on the newer
+    /// suites' kernels too; every scenario runs on Debian 12's, and on all with `--kernel all`.
+    pub every_kernel: bool,
 }
 
 impl Scenario {
@@ -94,9 +97,15 @@ fn from_text(path: String, text: &str) -> Result<Scenario> {
             bail!("scenario {path}: `# ACCEL: {a}` is not one of {ACCELS:?}");
         }
     }
+    let every_kernel = match header_value(text, "KERNELS:") {
+        None => false,
+        Some("all") => true,
+        Some(other) => bail!("scenario {path}: `# KERNELS: {other}`: the only value is `all`"),
+    };
     Ok(Scenario {
         timeout: header_timeout(text).unwrap_or(DEFAULT_TIMEOUT),
         accel,
+        every_kernel,
         path,
     })
 }
@@ -239,6 +248,8 @@ const TEMPLATE: &str = r#"#!/bin/sh
 # commit <12 hex> ("subject").
 #
 # TIMEOUT: 600
+# (Optional: `# KERNELS: all` puts it in the subset that `cargo xtask test` also boots on the
+# newer kernels, trixie-backports and sid; every scenario runs on 6.1 and 6.12.)
 # (Optional, for a scenario about concurrency: `# ACCEL: tcg,thread=multi` gives each
 # vCPU its own host thread; the default runs both vCPUs on one, see xtask/src/vm.rs.)
 #
@@ -365,5 +376,18 @@ mod tests {
     #[test]
     fn template_has_a_timeout_header() {
         assert_eq!(header_timeout(TEMPLATE), Some(Duration::from_secs(600)));
+        assert!(!from_text("x.sh".into(), TEMPLATE).unwrap().every_kernel);
+    }
+
+    #[test]
+    fn kernels_all_marks_the_newer_kernels_subset() {
+        let marked = "#!/bin/sh\n#\n# TIMEOUT: 300\n# KERNELS: all\n\nDESCRIPTION=x\n";
+        assert!(from_text("a.sh".into(), marked).unwrap().every_kernel);
+        // Below the header it is not a header.
+        let late = "#!/bin/sh\nDESCRIPTION=x\n# KERNELS: all\n";
+        assert!(!from_text("b.sh".into(), late).unwrap().every_kernel);
+        let wrong = "#!/bin/sh\n# KERNELS: 7.3\n";
+        let err = from_text("c.sh".into(), wrong).unwrap_err().to_string();
+        assert!(err.contains("the only value is `all`"), "{err}");
     }
 }

@@ -1,13 +1,18 @@
 //! `cargo xtask setup`: install what the build and the VM tests need on Debian 12.
 //!
 //! Idempotent: when every package is already installed it returns after one dpkg-query.
+//!
+//! The newer suites' kernels (trixie-backports, sid) are not installed on the host: each lives
+//! in a debootstrap root of its suite in the xtask cache, with its headers and the compiler
+//! their kbuild needs (installed there by apt), and its image and modules unpacked there
+//! (`dpkg-deb -x`: no maintainer script, no initramfs). The host's packages stay as they are.
 
 use std::fs;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::{capture, run_cmd};
+use crate::{capture, kernel, run_cmd};
 
 /// From bookworm (or bookworm-security): the module build, the Rust build (bindgen needs
 /// libclang), the initramfs contents and the tools to pack it.
@@ -59,6 +64,7 @@ pub fn run() -> Result<()> {
         .with_context(|| format!("writing {BACKPORTS_SOURCE} (are you root?)"))?;
     } else if all_installed(PACKAGES)? && all_installed(BACKPORTS_PACKAGES)? && kernels_installed()
     {
+        newer_kernels()?;
         println!("setup: everything is installed");
         return Ok(());
     }
@@ -88,8 +94,133 @@ pub fn run() -> Result<()> {
         .chain(bpo.iter().map(String::as_str))
         .collect();
     run_cmd("apt-get", &args, &env)?;
+    newer_kernels()?;
     println!("setup: done");
     Ok(())
+}
+
+const MIRROR: &str = "http://deb.debian.org/debian";
+
+/// Each newer suite's root with its newest cloud kernel: made when missing, else left alone
+/// (a later kernel of the suite comes with `rm -r` of the root and another setup).
+fn newer_kernels() -> Result<()> {
+    for n in kernel::NEWER {
+        if let Ok(k) = kernel::resolve_newer(n) {
+            println!("setup: {}: {} in {}", n.alias, k.release, k.root.display());
+            continue;
+        }
+        newer_kernel(n).with_context(|| format!("setting up the {} kernel", n.alias))?;
+        let k = kernel::resolve_newer(n)?;
+        println!("setup: {}: {} in {}", n.alias, k.release, k.root.display());
+    }
+    Ok(())
+}
+
+fn newer_kernel(n: &kernel::Newer) -> Result<()> {
+    let root = n.root();
+    let rs = root.to_string_lossy().into_owned();
+    if !root.join("usr/bin/apt-get").exists() {
+        // A root that a failed debootstrap left half made is made again.
+        if root.exists() {
+            fs::remove_dir_all(&root).with_context(|| format!("removing {rs}"))?;
+        }
+        fs::create_dir_all(kernel::cache_dir())?;
+        run_cmd(
+            "debootstrap",
+            &["--variant=minbase", n.base, &rs, MIRROR],
+            &[],
+        )?;
+    }
+    if let Some(suite) = n.backports {
+        fs::write(
+            root.join("etc/apt/sources.list.d/backports.list"),
+            format!("deb {MIRROR} {suite} main\n"),
+        )?;
+    }
+    let env = [("DEBIAN_FRONTEND", "noninteractive")];
+    let in_root = |args: &[&str]| -> Result<()> {
+        let full: Vec<&str> = [rs.as_str()]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect();
+        run_cmd("chroot", &full, &env)
+    };
+    // sid's Release file is valid for a week only: a mirror that was not refreshed since
+    // (seen here: expired 26 days) is still the newest kernel this machine can have.
+    in_root(&[
+        "apt-get",
+        "update",
+        "-q",
+        "-o",
+        "Acquire::Check-Valid-Until=false",
+    ])?;
+    // The headers' metapackage pulls the newest ABI's headers and its gcc-N-for-host.
+    let mut install = vec!["apt-get", "install", "-y", "-q", "--no-install-recommends"];
+    if let Some(suite) = n.backports {
+        install.extend(["-t", suite]);
+    }
+    install.extend(["linux-headers-cloud-amd64", "make"]);
+    in_root(&install)?;
+    let release = newest_headers(&root)?;
+
+    // The image package and what it depends on of its own ABI (7.x: linux-binary-REL with
+    // the image, linux-modules-REL), unpacked without their scripts.
+    let depends = capture(
+        "chroot",
+        &[
+            &rs,
+            "apt-cache",
+            "depends",
+            &format!("linux-image-{release}"),
+        ],
+    )?;
+    let mut debs = vec![format!("linux-image-{release}")];
+    debs.extend(
+        depends
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("Depends: "))
+            .filter(|p| p.contains(release.as_str()) && !p.starts_with('<'))
+            .map(str::to_string),
+    );
+    let work = root.join("tmp/xtask-kernel-debs");
+    if work.exists() {
+        fs::remove_dir_all(&work)?;
+    }
+    fs::create_dir_all(&work)?;
+    let mut download = vec![
+        rs.as_str(),
+        "sh",
+        "-c",
+        "cd /tmp/xtask-kernel-debs && apt-get download \"$@\"",
+        "download",
+    ];
+    download.extend(debs.iter().map(String::as_str));
+    run_cmd("chroot", &download, &env)?;
+    for deb in fs::read_dir(&work)?.map_while(Result::ok) {
+        run_cmd("dpkg-deb", &["-x", &deb.path().to_string_lossy(), &rs], &[])?;
+    }
+    fs::remove_dir_all(&work)?;
+    run_cmd("depmod", &["-b", &rs, &release], &[])
+}
+
+/// The newest `linux-headers-*-cloud-amd64` tree in `root`, by its release.
+fn newest_headers(root: &Path) -> Result<String> {
+    fs::read_dir(root.join("usr/src"))?
+        .map_while(Result::ok)
+        .filter_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_prefix("linux-headers-")
+                .filter(|r| r.ends_with("-cloud-amd64"))
+                .map(str::to_string)
+        })
+        .max_by_key(|r| kernel::version_key(r))
+        .with_context(|| {
+            format!(
+                "no linux-headers-*-cloud-amd64 in {}/usr/src",
+                root.display()
+            )
+        })
 }
 
 fn has_backports_source() -> Result<bool> {

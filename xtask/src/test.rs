@@ -1,6 +1,6 @@
 //! `cargo xtask test` and `vm`: prepare each kernel's initramfs, then run scenarios in VMs.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
@@ -11,6 +11,7 @@ use crate::cpus::{self, CpuConfig};
 use crate::kernel::{self, Kernel};
 use crate::report::{Finished, Summary, Verdict};
 use crate::scenario::{self, Scenario};
+use crate::support::{self, Row};
 use crate::vm::{self, VmConfig};
 use crate::{initramfs, kmod};
 
@@ -158,6 +159,8 @@ pub fn run(
     cpus: &[&'static CpuConfig],
 ) -> Result<bool> {
     let kernels = kernel::resolve(spec)?;
+    // Only a run of the whole tier says what the README's kernel table says.
+    let support = filters.is_empty() && cpus.is_empty();
     let mut scenarios = scenario::discover(root, filters)?;
     if !cpus.is_empty() {
         scenarios.retain(|s| cpus::GROUPS.iter().any(|g| s.path.starts_with(g)));
@@ -174,9 +177,27 @@ pub fn run(
     let cli = initramfs::build_cli(root)?;
     let mut queue = VecDeque::new();
     for k in &kernels {
-        let initrd = prepare(root, k, cli.as_deref())?;
+        let mine: Vec<&Scenario> = scenarios
+            .iter()
+            .filter(|s| k.full || s.every_kernel)
+            .collect();
+        if mine.is_empty() {
+            println!("{k}: no matching scenario is marked `# KERNELS: all`");
+            continue;
+        }
+        let initrd = match prepare(root, k, cli.as_deref()) {
+            Ok(i) => i,
+            Err(e) => {
+                if support {
+                    let why = format!("{e:#}");
+                    let first = why.lines().next().unwrap_or_default();
+                    support::record(root, &[Row::build_failed(k, &support::today(), first)])?;
+                }
+                return Err(e);
+            }
+        };
         for cpu in &configs {
-            for s in &scenarios {
+            for &s in &mine {
                 queue.push_back(Job {
                     kernel: k.clone(),
                     initrd: initrd.clone(),
@@ -187,6 +208,10 @@ pub fn run(
         }
     }
     let total = queue.len();
+    if total == 0 {
+        println!("no scenario run on {spec} matches {filters:?}");
+        return Ok(false);
+    }
     for c in cpus {
         println!("cpus: {}", c.describe());
     }
@@ -211,6 +236,8 @@ pub fn run(
     drop(tx);
 
     let mut summary = Summary::default();
+    // Per kernel release: passed, failed, skipped.
+    let mut counts: HashMap<String, [usize; 3]> = HashMap::new();
     // (kernel, configuration) pairs whose mitigation lines were already shown.
     let mut shown = std::collections::HashSet::new();
     for (index, (job, result)) in rx.iter().enumerate() {
@@ -233,6 +260,12 @@ pub fn run(
                 );
             }
         }
+        let slot = match &verdict {
+            Verdict::Pass => 0,
+            Verdict::Fail(_) => 1,
+            Verdict::Skip(_) => 2,
+        };
+        counts.entry(job.kernel.release.clone()).or_default()[slot] += 1;
         let no_log = PathBuf::new();
         summary.record(
             index + 1,
@@ -252,6 +285,17 @@ pub fn run(
         w.join().expect("worker panicked");
     }
     println!("{total} run(s) in {} s", started.elapsed().as_secs());
+    if support {
+        let today = support::today();
+        let rows: Vec<Row> = kernels
+            .iter()
+            .filter_map(|k| {
+                let c = counts.get(&k.release)?;
+                Some(Row::ran(k, &today, *c, k.full))
+            })
+            .collect();
+        support::record(root, &rows)?;
+    }
     Ok(summary.finish())
 }
 

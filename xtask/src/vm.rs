@@ -447,10 +447,7 @@ mod tests {
 
     #[test]
     fn cpu_configurations_reach_qemu_and_the_kernel_command_line() {
-        let kernel = Kernel {
-            alias: "6.12".into(),
-            release: "6.12.95+deb12-cloud-amd64".into(),
-        };
+        let kernel = Kernel::host("6.12", "6.12.95+deb12-cloud-amd64");
         let dir = std::env::temp_dir().join(format!("xtask-vm-test-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let cfg = |extra: QemuExtra| VmConfig {

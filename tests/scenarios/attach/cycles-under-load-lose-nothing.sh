@@ -7,6 +7,7 @@
 # a remount, and e2fsck must be clean.
 #
 # TIMEOUT: 1200
+# KERNELS: all
 DESCRIPTION="50 live create/remove cycles under verified load lose nothing"
 
 . /tests/common/rc

@@ -9,6 +9,7 @@
 # interposer's counter proves that bios really went through dm-linear.
 #
 # TIMEOUT: 600
+# KERNELS: all
 DESCRIPTION="put dm-linear on a mounted, busy ext4 disk and take it away live, losing nothing"
 
 . /tests/common/rc

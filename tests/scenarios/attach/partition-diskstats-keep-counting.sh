@@ -20,6 +20,7 @@
 # bit-identical.
 #
 # TIMEOUT: 300
+# KERNELS: all
 DESCRIPTION="an interposed partition's /proc/diskstats line counts its I/O exactly"
 
 . /tests/common/rc

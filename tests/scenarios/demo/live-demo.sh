@@ -5,6 +5,7 @@
 # writing to gets a dm-linear interposer and loses it again, live.
 #
 # TIMEOUT: 600
+# KERNELS: all
 DESCRIPTION="the README's live demo"
 
 . /tests/common/rc

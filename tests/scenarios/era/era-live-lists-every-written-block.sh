@@ -10,6 +10,7 @@
 # blocks) reads back intact after the interposer is removed.
 #
 # TIMEOUT: 600
+# KERNELS: all
 DESCRIPTION="dm-era attached live reports exactly the blocks written after a checkpoint"
 
 . /tests/common/rc

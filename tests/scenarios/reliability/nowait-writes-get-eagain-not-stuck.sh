@@ -26,6 +26,7 @@
 # writer's back) proves the verifier notices a bad sector.
 #
 # TIMEOUT: 900
+# KERNELS: all
 DESCRIPTION="NOWAIT (RWF_NOWAIT, io_uring) writes during 48 switches get success or EAGAIN, never EIO or a hang; data verifies"
 
 . /tests/common/rc

@@ -22,6 +22,7 @@
 # removed, every region is verified again on the bare device.
 #
 # TIMEOUT: 600
+# KERNELS: all
 DESCRIPTION="io_uring polled (IOPOLL) writes and reads work and verify through dm-era and dm-linear interposers"
 
 . /tests/common/rc

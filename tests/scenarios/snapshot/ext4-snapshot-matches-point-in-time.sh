@@ -22,6 +22,7 @@
 # --yes), leaving nothing behind.
 #
 # TIMEOUT: 600
+# KERNELS: all
 DESCRIPTION="a live ext4 snapshot is fsck-clean and matches the point in time, the origin loses nothing"
 
 . /tests/common/rc

@@ -20,6 +20,7 @@
 # verifies, fsck is clean on the snapshot and the device.
 #
 # TIMEOUT: 600
+# KERNELS: all
 DESCRIPTION="a snapshot stacks on an existing era interposer and remove returns the device to it"
 
 . /tests/common/rc

@@ -9,6 +9,7 @@
 # verify run. Does not load blk_interposer: a failure here is the harness's, not the module's.
 #
 # TIMEOUT: 600
+# KERNELS: all
 
 DESCRIPTION="boot the VM and prove its disks and tools work"
 

@@ -46,10 +46,7 @@ impl Image {
 /// `/var/cache/blk-interposer-xtask/system`, outside any checkout, so that
 /// every clone on the machine (CI's too) reuses the image its key names.
 fn cache_dir() -> PathBuf {
-    std::env::var_os("XTASK_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/blk-interposer-xtask"))
-        .join("system")
+    crate::kernel::cache_dir().join("system")
 }
 
 /// The cached image for `kernels`, built first if there is none.

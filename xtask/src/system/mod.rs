@@ -112,8 +112,17 @@ pub fn run(root: &Path, spec: &str, jobs: usize, filters: &[String]) -> Result<b
         println!("system: no scenario matches {filters:?}");
         return Ok(false);
     }
-    // The image holds both kernels whatever `spec` says: one image, one cache key.
-    let all = kernel::resolve("all")?;
+    // The image is Debian 12 and holds both of its kernels whatever `spec` says: one image,
+    // one cache key. Newer suites' kernels boot only the busybox tier.
+    let kernels: Vec<kernel::Kernel> = kernel::resolve(spec)?
+        .into_iter()
+        .filter(|k| !k.in_chroot())
+        .collect();
+    if kernels.is_empty() {
+        println!("system: {spec}: the full-system tier boots Debian 12 and its own kernels only");
+        return Ok(true);
+    }
+    let all = kernel::resolve_bookworm()?;
     let image = image::ensure(root, &all)?;
     let debs = debs(root)?;
     println!(
@@ -123,7 +132,6 @@ pub fn run(root: &Path, spec: &str, jobs: usize, filters: &[String]) -> Result<b
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let kernels = kernel::resolve(spec)?;
     let total = scenarios.len() * kernels.len();
     println!(
         "system: {total} scenario run(s) in {} boot(s): {}",
