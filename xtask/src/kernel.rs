@@ -39,9 +39,9 @@ pub const NEWER: &[Newer] = &[
     },
 ];
 
-/// `--kernel` specs besides the aliases and exact releases: `all` is every kernel, each with
-/// every scenario; `default` (what `test` and `ci` run) is Debian 12's kernels with every
-/// scenario and the newer ones with the scenarios marked `# KERNELS: all`.
+/// `--kernel` specs besides the aliases and exact releases: `all` and `default` are the four
+/// kernels. `all` runs every scenario on each; `default` (what `test` and `ci` run) only
+/// those marked `# KERNELS: all` on the newer ones ([`Kernel::full_under`]).
 pub const ALL: &str = "all";
 pub const STANDARD: &str = "default";
 
@@ -70,8 +70,6 @@ pub struct Kernel {
     pub release: String,
     /// `/` for a kernel installed on the host, else the debootstrap root that holds it.
     pub root: PathBuf,
-    /// Run every scenario on it, or only those marked `# KERNELS: all`.
-    pub full: bool,
 }
 
 impl fmt::Display for Kernel {
@@ -87,8 +85,13 @@ impl Kernel {
             alias: alias.to_string(),
             release: release.to_string(),
             root: PathBuf::from("/"),
-            full: true,
         }
+    }
+
+    /// Whether a run of `spec` boots every scenario on it, or only those marked
+    /// `# KERNELS: all` (the newer kernels under `default`).
+    pub fn full_under(&self, spec: &str) -> bool {
+        spec != STANDARD || !self.in_chroot()
     }
 
     /// Whether it lives in a debootstrap root, not on the host.
@@ -134,14 +137,9 @@ impl Kernel {
 pub fn resolve(spec: &str) -> Result<Vec<Kernel>> {
     match spec {
         ALL | STANDARD => {
-            let mut out: Vec<Kernel> = ALIASES
-                .iter()
-                .map(|a| resolve_one(a))
-                .collect::<Result<_>>()?;
+            let mut out = resolve_bookworm()?;
             for n in NEWER {
-                let mut k = resolve_newer(n)?;
-                k.full = spec == ALL;
-                out.push(k);
+                out.push(resolve_newer(n)?);
             }
             Ok(out)
         }
@@ -203,7 +201,6 @@ pub fn resolve_newer(n: &Newer) -> Result<Kernel> {
                 alias: n.alias.to_string(),
                 release,
                 root: root.clone(),
-                full: true,
             };
             if k.release.ends_with("-cloud-amd64")
                 && k.image().exists()

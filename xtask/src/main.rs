@@ -53,8 +53,7 @@ enum Task {
     /// undeclared constant, a missing member).
     Kmod {
         /// 6.1, 6.12, trixie-backports, sid, all (those four), an exact release, or DIR: any
-        /// kernel headers tree,
-        /// e.g. /lib/modules/RELEASE/build. A DIR inside a Debian root that has its own
+        /// kernel headers tree, e.g. /lib/modules/RELEASE/build. A DIR inside a Debian root that has its own
         /// /usr/bin/make and /usr/bin/gcc* (CHROOT/usr/src/linux-headers-RELEASE) is built
         /// there, with `chroot CHROOT make` (as root) on a copy of kmod/ in CHROOT/tmp, for
         /// kernels whose kbuild needs a newer glibc and gcc than the host's.

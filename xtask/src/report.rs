@@ -1,5 +1,6 @@
 //! Progress lines, failure details and the summary of `cargo xtask test`.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -42,10 +43,9 @@ fn tail_end(lines: &[&str]) -> usize {
 
 #[derive(Default)]
 pub struct Summary {
-    passed: usize,
-    failed: usize,
-    skipped: usize,
     failures: Vec<String>,
+    /// Passed, failed, skipped, by the kernel name of the progress lines.
+    by_kernel: BTreeMap<String, [usize; 3]>,
 }
 
 impl Summary {
@@ -57,17 +57,20 @@ impl Summary {
             .unwrap_or_default();
         let head = format!("[{index}/{total}] {} {} ...", run.kernel, run.scenario);
         let time = format!("({} s{boot})", run.wall.as_secs());
+        let slot = match run.verdict {
+            Verdict::Pass => 0,
+            Verdict::Fail(_) => 1,
+            Verdict::Skip(_) => 2,
+        };
+        self.by_kernel.entry(run.kernel.to_string()).or_default()[slot] += 1;
         match run.verdict {
             Verdict::Pass => {
-                self.passed += 1;
                 println!("{head} PASS {time}");
             }
             Verdict::Skip(reason) => {
-                self.skipped += 1;
                 println!("{head} SKIP {time}: {reason}");
             }
             Verdict::Fail(reason) => {
-                self.failed += 1;
                 println!("{head} FAIL {time}: {reason}");
                 let lines: Vec<&str> = run.console.lines().collect();
                 let end = tail_end(&lines);
@@ -91,6 +94,11 @@ impl Summary {
         }
     }
 
+    /// Passed, failed and skipped runs on `kernel`, if it ran any.
+    pub fn counts(&self, kernel: &str) -> Option<[usize; 3]> {
+        self.by_kernel.get(kernel).copied()
+    }
+
     /// Print the failures again and `12 passed, 0 failed, 1 skipped`; true if all went well.
     pub fn finish(&self) -> bool {
         if !self.failures.is_empty() {
@@ -99,10 +107,48 @@ impl Summary {
                 println!("  {f}");
             }
         }
-        println!(
-            "{} passed, {} failed, {} skipped",
-            self.passed, self.failed, self.skipped
-        );
-        self.failed == 0
+        let [passed, failed, skipped] = self
+            .by_kernel
+            .values()
+            .fold([0; 3], |t, c| [t[0] + c[0], t[1] + c[1], t[2] + c[2]]);
+        println!("{passed} passed, {failed} failed, {skipped} skipped");
+        failed == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_summary_counts_each_kernel_and_fails_on_any_failure() {
+        let mut s = Summary::default();
+        let verdicts = [
+            ("6.1", Verdict::Pass),
+            ("sid", Verdict::Pass),
+            ("sid", Verdict::Fail("x".into())),
+            ("sid", Verdict::Skip("y".into())),
+        ];
+        for (i, (kernel, verdict)) in verdicts.iter().enumerate() {
+            s.record(
+                i + 1,
+                verdicts.len(),
+                &Finished {
+                    kernel,
+                    scenario: "a/b",
+                    verdict,
+                    wall: Duration::ZERO,
+                    boot: None,
+                    log: Path::new("/nonexistent"),
+                    console: "",
+                },
+            );
+        }
+        assert_eq!(s.counts("6.1"), Some([1, 0, 0]));
+        assert_eq!(s.counts("sid"), Some([1, 1, 1]));
+        assert_eq!(s.counts("6.12"), None);
+        assert!(!s.finish());
+        assert!(Summary::default().finish());
     }
 }

@@ -176,9 +176,7 @@ fn newer_kernel(n: &kernel::Newer) -> Result<()> {
     )?;
     let mut debs = vec![format!("linux-image-{release}")];
     debs.extend(
-        depends
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("Depends: "))
+        depends_in(&depends)
             .filter(|p| p.contains(release.as_str()) && !p.starts_with('<'))
             .map(str::to_string),
     );
@@ -277,15 +275,20 @@ fn cloud_kernel_versions() -> Result<(String, String)> {
     }
 }
 
+/// The packages of the `Depends:` lines of `apt-cache depends` output.
+fn depends_in(apt_cache_depends: &str) -> impl Iterator<Item = &str> {
+    apt_cache_depends
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends: "))
+}
+
 /// linux-image-<abi> and linux-headers-<abi> for one version of the metapackage.
 fn abi_packages(version: &str) -> Result<Vec<String>> {
     let depends = capture(
         "apt-cache",
         &["depends", &format!("linux-image-cloud-amd64={version}")],
     )?;
-    let image = depends
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("Depends: "))
+    let image = depends_in(&depends)
         .find(|p| p.starts_with("linux-image-"))
         .with_context(|| {
             format!("linux-image-cloud-amd64={version} depends on no image:\n{depends}")

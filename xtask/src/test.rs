@@ -1,6 +1,6 @@
 //! `cargo xtask test` and `vm`: prepare each kernel's initramfs, then run scenarios in VMs.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
@@ -179,7 +179,7 @@ pub fn run(
     for k in &kernels {
         let mine: Vec<&Scenario> = scenarios
             .iter()
-            .filter(|s| k.full || s.every_kernel)
+            .filter(|s| s.every_kernel || k.full_under(spec))
             .collect();
         if mine.is_empty() {
             println!("{k}: no matching scenario is marked `# KERNELS: all`");
@@ -191,7 +191,7 @@ pub fn run(
                 if support {
                     let why = format!("{e:#}");
                     let first = why.lines().next().unwrap_or_default();
-                    support::record(root, &[Row::build_failed(k, &support::today(), first)])?;
+                    support::record(root, &[Row::build_failed(k, &support::today()?, first)])?;
                 }
                 return Err(e);
             }
@@ -236,8 +236,6 @@ pub fn run(
     drop(tx);
 
     let mut summary = Summary::default();
-    // Per kernel release: passed, failed, skipped.
-    let mut counts: HashMap<String, [usize; 3]> = HashMap::new();
     // (kernel, configuration) pairs whose mitigation lines were already shown.
     let mut shown = std::collections::HashSet::new();
     for (index, (job, result)) in rx.iter().enumerate() {
@@ -260,12 +258,6 @@ pub fn run(
                 );
             }
         }
-        let slot = match &verdict {
-            Verdict::Pass => 0,
-            Verdict::Fail(_) => 1,
-            Verdict::Skip(_) => 2,
-        };
-        counts.entry(job.kernel.release.clone()).or_default()[slot] += 1;
         let no_log = PathBuf::new();
         summary.record(
             index + 1,
@@ -286,12 +278,12 @@ pub fn run(
     }
     println!("{total} run(s) in {} s", started.elapsed().as_secs());
     if support {
-        let today = support::today();
+        let today = support::today()?;
         let rows: Vec<Row> = kernels
             .iter()
             .filter_map(|k| {
-                let c = counts.get(&k.release)?;
-                Some(Row::ran(k, &today, *c, k.full))
+                let counts = summary.counts(&k.alias)?;
+                Some(Row::ran(k, &today, counts, k.full_under(spec)))
             })
             .collect();
         support::record(root, &rows)?;
